@@ -1,0 +1,1 @@
+"""Thin entry points of solarscan: the command line and the HTTP service."""

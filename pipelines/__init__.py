@@ -1,0 +1,1 @@
+"""The work of solarscan: tiling, normalisation, inference, blending, vectorising, export, training, evaluation."""

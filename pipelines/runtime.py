@@ -1,0 +1,70 @@
+"""Where and how a model runs: device choice, autocast precision, memory layout."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+def cpu_supports_bf16() -> bool:
+    """True when the CPU has native bf16 matrix units (AMX or AVX512-BF16), where bf16 autocast pays."""
+    try:
+        caps = torch.backends.cpu.get_cpu_capability()
+    except AttributeError:
+        return False
+    return "AMX" in caps or "AVX512" in caps and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Execution settings shared by scoring and training."""
+
+    device: torch.device
+    autocast_dtype: torch.dtype | None  # None: full fp32
+    channels_last: bool = True
+
+    @classmethod
+    def resolve(cls, device: str = "auto", precision: str = "auto", channels_last: bool = True) -> Runtime:
+        """Pick a device ('auto' prefers CUDA) and a precision ('auto': bf16 on capable CPUs, fp16 AMP on CUDA)."""
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda was asked for but no CUDA device is available; use --device cpu")
+        dev = torch.device(device)
+        if precision == "auto":
+            if dev.type == "cuda":
+                dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            else:
+                dtype = torch.bfloat16 if cpu_supports_bf16() else None
+        elif precision == "fp32":
+            dtype = None
+        elif precision == "bf16":
+            dtype = torch.bfloat16
+        elif precision == "fp16":
+            dtype = torch.float16
+        else:
+            raise ValueError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
+        return cls(dev, dtype, channels_last)
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """Move a model to the device and memory layout."""
+        model = model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def to_input(self, batch: torch.Tensor) -> torch.Tensor:
+        """Move an input batch to the device and memory layout."""
+        batch = batch.to(self.device, non_blocking=True)
+        return batch.contiguous(memory_format=torch.channels_last) if self.channels_last else batch
+
+    @contextlib.contextmanager
+    def autocast(self) -> Iterator[None]:
+        """Autocast to the chosen reduced precision, or nothing for fp32."""
+        if self.autocast_dtype is None:
+            yield
+        else:
+            with torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype):
+                yield
