@@ -322,12 +322,13 @@ def _write_json(path: Path, document: dict) -> None:
 
 def _write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: a temporary file in the same directory, then ``os.replace``."""
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        try:
+    tmp = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
+    try:
+        with tmp:
             tmp.write(data)
             tmp.flush()
             os.fsync(tmp.fileno())
-        except BaseException:
-            os.unlink(tmp.name)
-            raise
-    os.replace(tmp.name, path)
+        os.replace(tmp.name, path)
+    except BaseException:
+        Path(tmp.name).unlink(missing_ok=True)
+        raise

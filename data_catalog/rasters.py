@@ -41,7 +41,7 @@ class RasterInfo:
     def footprint(self) -> Polygon:
         """Outline of the raster's pixels in its own CRS."""
         corners = [(0, 0), (self.width, 0), (self.width, self.height), (0, self.height)]
-        return Polygon([self.transform * corner for corner in corners])
+        return Polygon([self.transform @ corner for corner in corners])
 
     @property
     def crs_string(self) -> str | None:

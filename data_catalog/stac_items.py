@@ -8,13 +8,18 @@ added from elsewhere are referenced by absolute path, so adding a folder of larg
 from __future__ import annotations
 
 import os
+import warnings
 from datetime import datetime
 from pathlib import Path
 
 import pystac
 from pystac.extensions.file import FileExtension
-from pystac.extensions.label import LabelClasses, LabelExtension, LabelTask, LabelType
 from pystac.extensions.projection import ProjectionExtension
+
+with warnings.catch_warnings():
+    # pystac flags the label extension as unmaintained; it is still the STAC way to describe training labels.
+    warnings.filterwarnings("ignore", "The PySTAC Label Extension is deprecated", DeprecationWarning)
+    from pystac.extensions.label import LabelClasses, LabelExtension, LabelTask, LabelType
 
 from .errors import CatalogFormatError
 from .items import LabelledItem
