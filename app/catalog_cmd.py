@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import typer
 
@@ -23,7 +23,7 @@ catalog_app = typer.Typer(
 )
 
 RASTER_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg"}
-DirArgument = typer.Argument(..., help="Catalog directory.")
+CatalogDir = Annotated[Path, typer.Argument(help="Catalog directory.")]
 
 
 @contextmanager
@@ -58,7 +58,7 @@ def _print_errors(errors: list[tuple[str, str]]) -> None:
 
 
 @catalog_app.command("init")
-def init(directory: Path = DirArgument) -> None:
+def init(directory: CatalogDir) -> None:
     """Create an empty catalog in DIRECTORY."""
     from data_catalog import Catalog
 
@@ -69,14 +69,20 @@ def init(directory: Path = DirArgument) -> None:
 
 @catalog_app.command("add")
 def add(
-    directory: Path = DirArgument,
-    images: list[str] = typer.Option(..., "--images", help="Image file, folder or glob pattern (repeatable)."),
-    masks: Optional[list[str]] = typer.Option(None, "--masks", help="Mask file, folder or glob (repeatable)."),
-    polygons: Optional[Path] = typer.Option(None, "--polygons", help="GeoJSON FeatureCollection of panels."),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="CSV with columns file,has_panels."),
-    gsd: Optional[float] = typer.Option(None, "--gsd", help="Ground sample distance in metres."),
-    source: str = typer.Option("user", "--source", help="Where the data comes from."),
-    licence: str = typer.Option("unknown", "--licence", help="Licence or terms of use of the data."),
+    directory: CatalogDir,
+    images: Annotated[list[str], typer.Option("--images", help="Image file, folder or glob (repeatable).")],
+    masks: Annotated[
+        list[str] | None, typer.Option("--masks", help="Mask file, folder or glob (repeatable).")
+    ] = None,
+    polygons: Annotated[
+        Path | None, typer.Option("--polygons", help="GeoJSON FeatureCollection of panels.")
+    ] = None,
+    labels: Annotated[Path | None, typer.Option("--labels", help="CSV with columns file,has_panels.")] = None,
+    gsd: Annotated[float | None, typer.Option("--gsd", help="Ground sample distance in metres.")] = None,
+    source: Annotated[str, typer.Option("--source", help="Where the data comes from.")] = "user",
+    licence: Annotated[
+        str, typer.Option("--licence", help="Licence or terms of use of the data.")
+    ] = "unknown",
 ) -> None:
     """Validate labelled images and add the good ones to the catalog in DIRECTORY."""
     from data_catalog import Catalog
@@ -101,8 +107,8 @@ def add(
 
 @catalog_app.command("list")
 def list_(
-    directory: Path = DirArgument,
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    directory: CatalogDir,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Show item counts per label kind, split and source, and the catalog version."""
     from data_catalog import Catalog
@@ -114,13 +120,18 @@ def list_(
         typer.echo(json.dumps(summary, indent=2))
         return
     typer.echo(f"{catalog.directory}: {summary['items']} items, version {summary['version']}")
-    for title, key in (("kind", "by_kind"), ("split", "by_split"), ("source", "by_source"), ("has panels", "by_has_panels")):
+    for title, key in (
+        ("kind", "by_kind"),
+        ("split", "by_split"),
+        ("source", "by_source"),
+        ("has panels", "by_has_panels"),
+    ):
         counts = ", ".join(f"{name} {count}" for name, count in sorted(summary[key].items()))
         typer.echo(f"  {title}: {counts or '-'}")
 
 
 @catalog_app.command("validate")
-def validate(directory: Path = DirArgument) -> None:
+def validate(directory: CatalogDir) -> None:
     """Check that every catalogued file is present and unchanged and labels and splits are consistent."""
     from data_catalog import Catalog
 
@@ -137,9 +148,11 @@ def validate(directory: Path = DirArgument) -> None:
 
 @catalog_app.command("import")
 def import_(
-    directory: Path = DirArgument,
-    data_root: Path = typer.Option(..., "--from", help="Folder holding the shared datasets."),
-    only: Optional[str] = typer.Option(None, "--only", help="Comma-separated subset of duke,nrel,bern,bangkok."),
+    directory: CatalogDir,
+    data_root: Annotated[Path, typer.Option("--from", help="Folder holding the shared datasets.")],
+    only: Annotated[
+        str | None, typer.Option("--only", help="Comma-separated subset of duke,nrel,bern,bangkok.")
+    ] = None,
 ) -> None:
     """Import the known datasets found under --from into the catalog in DIRECTORY (created if needed)."""
     from data_catalog import Catalog
@@ -150,7 +163,9 @@ def import_(
         reports = import_shared(data_root, directory, only=names)
         catalog = Catalog.open(directory)
     for name, report in reports.items():
-        typer.echo(f"{name}: {len(report.added)} added, {len(report.unchanged)} unchanged, {len(report.errors)} rejected")
+        typer.echo(
+            f"{name}: {len(report.added)} added, {len(report.unchanged)} unchanged, {len(report.errors)} rejected"
+        )
         _print_errors(report.errors)
     if not reports:
         typer.echo(f"no known dataset folder under {data_root}", err=True)

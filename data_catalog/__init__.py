@@ -5,6 +5,6 @@ This package never imports torch, ``models``, ``pipelines`` or ``app``.
 
 from .catalog import AddReport, Catalog
 from .errors import CatalogError
-from .items import Candidate, LabelledItem, LabelKind
+from .items import Candidate, LabelKind, LabelledItem
 
 __all__ = ["AddReport", "Candidate", "Catalog", "CatalogError", "LabelKind", "LabelledItem"]

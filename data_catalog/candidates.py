@@ -21,14 +21,18 @@ Problems = list[tuple[str, str]]
 _PRESENCE_VALUES = {"0": False, "1": True}
 
 
-def mask_candidates(images: Sequence[Path], masks: Sequence[Path], **common: Any) -> tuple[list[Candidate], Problems]:
+def mask_candidates(
+    images: Sequence[Path], masks: Sequence[Path], **common: Any
+) -> tuple[list[Candidate], Problems]:
     """Pair images with masks by stem (``<stem>.*`` or ``<stem>_mask.*``), else by position when none match."""
     by_stem: dict[str, list[Path]] = defaultdict(list)
     for mask in masks:
         by_stem[mask.stem].append(mask)
         if mask.stem.endswith("_mask"):
             by_stem[mask.stem.removesuffix("_mask")].append(mask)
-    matches = {image: [m for m in by_stem.get(image.stem, []) if m.resolve() != image.resolve()] for image in images}
+    matches = {
+        image: [m for m in by_stem.get(image.stem, []) if m.resolve() != image.resolve()] for image in images
+    }
     if not any(matches.values()):
         if len(masks) != len(images):
             raise InputError(
@@ -41,7 +45,9 @@ def mask_candidates(images: Sequence[Path], masks: Sequence[Path], **common: Any
         if len(found) == 1:
             candidates.append(Candidate(image, "mask", mask_path=found[0], **common))
         elif not found:
-            problems.append((image.name, f"no mask given for it (expected {image.stem}.png or {image.stem}_mask.*)"))
+            problems.append(
+                (image.name, f"no mask given for it (expected {image.stem}.png or {image.stem}_mask.*)")
+            )
         else:
             problems.append((image.name, "several masks match it: " + ", ".join(str(m) for m in found)))
     return candidates, problems
@@ -64,13 +70,17 @@ def read_polygons(path: Path) -> gpd.GeoDataFrame:
     return polygons
 
 
-def polygon_candidates(images: Sequence[Path], polygons_path: Path, **common: Any) -> tuple[list[Candidate], Problems]:
+def polygon_candidates(
+    images: Sequence[Path], polygons_path: Path, **common: Any
+) -> tuple[list[Candidate], Problems]:
     """One candidate per image, each offered the whole collection (validation keeps what overlaps)."""
     polygons = read_polygons(polygons_path)
     return [Candidate(image, "polygons", polygons=polygons, **common) for image in images], []
 
 
-def presence_candidates(images: Sequence[Path], labels_csv: Path, **common: Any) -> tuple[list[Candidate], Problems]:
+def presence_candidates(
+    images: Sequence[Path], labels_csv: Path, **common: Any
+) -> tuple[list[Candidate], Problems]:
     """Match each image to a ``file,has_panels`` row (by path, else by file name) and read its 0/1 label."""
     rows = _read_presence_csv(labels_csv)
     by_path = {(labels_csv.parent / file).resolve(): value for file, value in rows}
@@ -83,7 +93,9 @@ def presence_candidates(images: Sequence[Path], labels_csv: Path, **common: Any)
         if value is None:
             named = by_name.get(image.name, [])
             if len(named) > 1:
-                problems.append((image.name, f"{len(named)} rows of {labels_csv.name} name it; give its path"))
+                problems.append(
+                    (image.name, f"{len(named)} rows of {labels_csv.name} name it; give its path")
+                )
                 continue
             value = named[0] if named else None
         if value is None:
@@ -91,7 +103,9 @@ def presence_candidates(images: Sequence[Path], labels_csv: Path, **common: Any)
         elif value.strip() not in _PRESENCE_VALUES:
             problems.append((image.name, f"has_panels must be 0 or 1 in {labels_csv.name}, got {value!r}"))
         else:
-            candidates.append(Candidate(image, "presence", has_panels=_PRESENCE_VALUES[value.strip()], **common))
+            candidates.append(
+                Candidate(image, "presence", has_panels=_PRESENCE_VALUES[value.strip()], **common)
+            )
     return candidates, problems
 
 
@@ -102,5 +116,7 @@ def _read_presence_csv(path: Path) -> list[tuple[str, str]]:
         reader = csv.DictReader(f)
         missing = {"file", "has_panels"} - set(reader.fieldnames or [])
         if missing:
-            raise InputError(f"{path} lacks column(s) {', '.join(sorted(missing))} (expected file,has_panels)")
+            raise InputError(
+                f"{path} lacks column(s) {', '.join(sorted(missing))} (expected file,has_panels)"
+            )
         return [(row["file"], row["has_panels"] or "") for row in reader]

@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pystac
@@ -104,7 +104,9 @@ class Catalog:
             return
         try:
             self._root = pystac.Catalog.from_file(str(self._catalog_file))
-            stac_items = [_read_item(link.get_absolute_href()) for link in self._root.get_links(pystac.RelType.ITEM)]
+            stac_items = [
+                _read_item(link.get_absolute_href()) for link in self._root.get_links(pystac.RelType.ITEM)
+            ]
         except (pystac.STACError, OSError, ValueError, KeyError) as exc:
             raise CatalogFormatError(f"cannot read the catalog in {self.directory}: {exc}") from None
         self._items = {item.id: item for item in map(from_stac, stac_items)}
@@ -181,7 +183,9 @@ class Catalog:
             candidates, problems = presence_candidates(images, Path(labels_csv), **common)
         return self.add_candidates(candidates, problems)
 
-    def add_candidates(self, candidates: Iterable[Candidate], problems: Sequence[tuple[str, str]] = ()) -> AddReport:
+    def add_candidates(
+        self, candidates: Iterable[Candidate], problems: Sequence[tuple[str, str]] = ()
+    ) -> AddReport:
         """Validate and add prepared candidates; ``problems`` found while preparing them join the report."""
         report = AddReport(errors=list(problems))
         with self._lock():
@@ -197,7 +201,7 @@ class Catalog:
                     report.errors.append((candidate.display_name, f"image is not readable: {exc}"))
             validated = _reject_misplaced_polygons(validated, report)
             by_checksum = {item.image_checksum: item for item in self._items.values()}
-            created = datetime.now(timezone.utc)
+            created = datetime.now(UTC)
             for checksum, checked in validated:
                 existing = by_checksum.get(checksum)
                 if existing is None:
@@ -208,7 +212,10 @@ class Catalog:
                     report.unchanged.append(existing.id)
                 else:
                     report.errors.append(
-                        (checked.candidate.display_name, f"already catalogued as {existing.id} with a different label")
+                        (
+                            checked.candidate.display_name,
+                            f"already catalogued as {existing.id} with a different label",
+                        )
                     )
             if report.added:
                 _write_json(self._catalog_file, self._root.to_dict(include_self_link=False))
@@ -271,11 +278,11 @@ def _reject_misplaced_polygons(
     offered = sum(len(c.candidate.polygons) for c in with_polygons[:1])
     if not offered or any(c.has_panels for c in with_polygons):
         return validated
-    for checked in with_polygons:
-        report.errors.append(
-            (checked.candidate.display_name, f"none of the {offered} polygons overlaps this image or any other image "
-             "added with it (check the polygons' CRS and place)")
-        )
+    reason = (
+        f"none of the {offered} polygons overlaps this image or any other image added with it "
+        "(check the polygons' CRS and place)"
+    )
+    report.errors.extend((checked.candidate.display_name, reason) for checked in with_polygons)
     return [(checksum, c) for checksum, c in validated if c.candidate.label_kind != "polygons"]
 
 
@@ -322,13 +329,14 @@ def _write_json(path: Path, document: dict) -> None:
 
 def _write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: a temporary file in the same directory, then ``os.replace``."""
-    tmp = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
+    descriptor, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with tmp:
+        with os.fdopen(descriptor, "wb") as tmp:
+            os.fchmod(tmp.fileno(), 0o644)
             tmp.write(data)
             tmp.flush()
             os.fsync(tmp.fileno())
-        os.replace(tmp.name, path)
+        os.replace(tmp_name, path)
     except BaseException:
-        Path(tmp.name).unlink(missing_ok=True)
+        Path(tmp_name).unlink(missing_ok=True)
         raise

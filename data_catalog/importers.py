@@ -49,8 +49,15 @@ def import_duke(dataset_dir: Path, catalog: Catalog) -> AddReport:
         has_panels = _presence(row["has_pv"], image.name, "has_pv", problems)
         if has_panels is not None:
             candidates.append(
-                Candidate(image, "presence", has_panels=has_panels, gsd_m=DUKE_GSD_M, source=DUKE,
-                          licence=DUKE_LICENCE, properties={"source_id": _number_or_text(row["source_id"])})
+                Candidate(
+                    image,
+                    "presence",
+                    has_panels=has_panels,
+                    gsd_m=DUKE_GSD_M,
+                    source=DUKE,
+                    licence=DUKE_LICENCE,
+                    properties={"source_id": _number_or_text(row["source_id"])},
+                )
             )
     return catalog.add_candidates(candidates, problems)
 
@@ -66,10 +73,17 @@ def import_nrel(dataset_dir: Path, catalog: Catalog) -> AddReport:
     common = {"gsd_m": NREL_GSD_M, "source": NREL, "licence": NREL_LICENCE}
     segmentation = _read_csv(dataset_dir, "segmentation/index.csv", {"image", "mask"})
     negatives = _read_csv(dataset_dir, "negatives/index.csv", {"image", "has_pv"})
-    boxes = _read_csv(dataset_dir, "mount_detection/boxes.csv", {"image", "class", "xmin", "ymin", "xmax", "ymax"})
+    boxes = _read_csv(
+        dataset_dir, "mount_detection/boxes.csv", {"image", "class", "xmin", "ymin", "xmax", "ymax"}
+    )
     candidates: list[Candidate] = [
-        Candidate(dataset_dir / row["image"], "mask", mask_path=dataset_dir / row["mask"],
-                  properties={"subset": "segmentation"}, **common)
+        Candidate(
+            dataset_dir / row["image"],
+            "mask",
+            mask_path=dataset_dir / row["mask"],
+            properties={"subset": "segmentation"},
+            **common,
+        )
         for row in segmentation
     ]
     problems: Problems = []
@@ -77,18 +91,30 @@ def import_nrel(dataset_dir: Path, catalog: Catalog) -> AddReport:
         image = dataset_dir / row["image"]
         has_panels = _presence(row["has_pv"], image.name, "has_pv", problems)
         if has_panels is not None:
-            candidates.append(Candidate(image, "presence", has_panels=has_panels,
-                                        properties={"subset": "negatives"}, **common))
+            candidates.append(
+                Candidate(
+                    image, "presence", has_panels=has_panels, properties={"subset": "negatives"}, **common
+                )
+            )
     boxes_by_image: dict[str, list[dict[str, object]]] = defaultdict(list)
     for number, row in enumerate(boxes, start=2):
         try:
             corners = {key: int(row[key]) for key in ("xmin", "ymin", "xmax", "ymax")}
         except ValueError:
-            raise InputError(f"{dataset_dir / 'mount_detection/boxes.csv'} line {number}: box corners must be integers")
+            raise InputError(
+                f"{dataset_dir / 'mount_detection/boxes.csv'} line {number}: box corners must be integers"
+            )
         boxes_by_image[row["image"]].append({"class": row["class"], **corners})
     for image, image_boxes in boxes_by_image.items():
-        candidates.append(Candidate(dataset_dir / image, "presence", has_panels=True,
-                                    properties={"subset": "mount_detection", "mount_boxes": image_boxes}, **common))
+        candidates.append(
+            Candidate(
+                dataset_dir / image,
+                "presence",
+                has_panels=True,
+                properties={"subset": "mount_detection", "mount_boxes": image_boxes},
+                **common,
+            )
+        )
     return catalog.add_candidates(candidates, problems)
 
 
@@ -98,7 +124,13 @@ def import_bern(dataset_dir: Path, catalog: Catalog) -> AddReport:
     The register says a PV plant exists at the building, not that it is visible: filter on
     ``properties["registry_first_operation"]`` (e.g. before 2020) for reliable positives.
     """
-    kept = ("center_e_lv95", "center_n_lv95", "registry_plants", "registry_total_power_kw", "registry_first_operation")
+    kept = (
+        "center_e_lv95",
+        "center_n_lv95",
+        "registry_plants",
+        "registry_total_power_kw",
+        "registry_first_operation",
+    )
     rows = _read_csv(dataset_dir, "labels.csv", {"file", "has_pv_registry", *kept})
     candidates, problems = [], []
     for row in rows:
@@ -106,8 +138,16 @@ def import_bern(dataset_dir: Path, catalog: Catalog) -> AddReport:
         has_panels = _presence(row["has_pv_registry"], image.name, "has_pv_registry", problems)
         if has_panels is not None:
             properties = {"weak_label": True, **{key: _number_or_text(row[key]) for key in kept}}
-            candidates.append(Candidate(image, "presence", has_panels=has_panels, source=BERN,
-                                        licence=BERN_LICENCE, properties=properties))
+            candidates.append(
+                Candidate(
+                    image,
+                    "presence",
+                    has_panels=has_panels,
+                    source=BERN,
+                    licence=BERN_LICENCE,
+                    properties=properties,
+                )
+            )
     return catalog.add_candidates(candidates, problems)
 
 
@@ -115,8 +155,14 @@ def import_bangkok(dataset_dir: Path, catalog: Catalog) -> AddReport:
     """Bangkok GeoTIFF tiles (EPSG:32647) with mask GeoTIFFs (255 = PV); the polygon files are noted only."""
     rows = _read_csv(dataset_dir, "index.csv", {"image", "mask", "polygons_wgs84"})
     candidates = [
-        Candidate(dataset_dir / row["image"], "mask", mask_path=dataset_dir / row["mask"], source=BANGKOK,
-                  licence=BANGKOK_LICENCE, properties={"polygons_wgs84": row["polygons_wgs84"]})
+        Candidate(
+            dataset_dir / row["image"],
+            "mask",
+            mask_path=dataset_dir / row["mask"],
+            source=BANGKOK,
+            licence=BANGKOK_LICENCE,
+            properties={"polygons_wgs84": row["polygons_wgs84"]},
+        )
         for row in rows
     ]
     return catalog.add_candidates(candidates)
@@ -130,7 +176,9 @@ IMPORTERS: dict[str, tuple[str, Callable[[Path, Catalog], AddReport]]] = {
 }
 
 
-def import_shared(data_root: Path, catalog_dir: Path, only: Sequence[str] | None = None) -> dict[str, AddReport]:
+def import_shared(
+    data_root: Path, catalog_dir: Path, only: Sequence[str] | None = None
+) -> dict[str, AddReport]:
     """Import every dataset of ``data_root`` that exists (or exactly those named in ``only``) into the catalog
     in ``catalog_dir``, creating it when needed. Returns the report per dataset key."""
     data_root = Path(data_root)
@@ -138,7 +186,9 @@ def import_shared(data_root: Path, catalog_dir: Path, only: Sequence[str] | None
         raise InputFileError(f"data folder not found: {data_root}")
     unknown = set(only or ()) - IMPORTERS.keys()
     if unknown:
-        raise InputError(f"unknown dataset(s) {', '.join(sorted(unknown))}: choose from {', '.join(IMPORTERS)}")
+        raise InputError(
+            f"unknown dataset(s) {', '.join(sorted(unknown))}: choose from {', '.join(IMPORTERS)}"
+        )
     exists = (Path(catalog_dir) / CATALOG_FILE).is_file()
     catalog = Catalog.open(catalog_dir) if exists else Catalog.create(catalog_dir)
     reports = {}

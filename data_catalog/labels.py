@@ -25,7 +25,9 @@ def load_mask(item: LabelledItem) -> np.ndarray | None:
         with open_raster(item.label_path) as src:
             mask = src.read(1)
         if mask.shape != image.shape:
-            raise CatalogFormatError(f"{item.id}: mask {item.label_path} is {mask.shape}, image is {image.shape}")
+            raise CatalogFormatError(
+                f"{item.id}: mask {item.label_path} is {mask.shape}, image is {image.shape}"
+            )
         return (mask > 0).astype(np.uint8)
     if image.crs is None:
         raise CatalogFormatError(f"{item.id}: image {item.image_path} has no CRS, cannot place its polygons")

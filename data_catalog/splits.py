@@ -7,6 +7,7 @@ it always lands in the same split; the assignment needs no state and never chang
 from __future__ import annotations
 
 import hashlib
+
 from shapely.geometry import Polygon
 
 from .geo import transformer
@@ -44,4 +45,3 @@ def spatial_group(footprint: Polygon, crs: object, cell_m: float = CELL_SIZE_M) 
     utm = f"EPSG:{(32600 if lat >= 0 else 32700) + zone}"
     x, y = transformer("EPSG:4326", utm).transform(lon, lat)
     return f"utm{zone}{'N' if lat >= 0 else 'S'}:{cell_m:g}m:{int(x // cell_m)}:{int(y // cell_m)}"
-

@@ -22,9 +22,9 @@ with warnings.catch_warnings():
     from pystac.extensions.label import LabelClasses, LabelExtension, LabelTask, LabelType
 
 from .errors import CatalogFormatError
+from .geo import transformer
 from .items import LabelledItem
 from .rasters import RasterInfo
-from .geo import transformer
 
 PREFIX = "solarscan:"
 _CLASSES = [LabelClasses.create(classes=["background", "solar_panel"], name=None)]
@@ -42,7 +42,9 @@ _MEDIA_TYPES = {
 }
 
 
-def to_stac(item: LabelledItem, image: RasterInfo, item_href: Path, catalog_dir: Path, created: datetime) -> pystac.Item:
+def to_stac(
+    item: LabelledItem, image: RasterInfo, item_href: Path, catalog_dir: Path, created: datetime
+) -> pystac.Item:
     """STAC Item for ``item`` whose JSON will live at ``item_href``; ``created`` is also its ``datetime``.
 
     Acquisition dates are unknown for most sources, so ``datetime`` records when the item was catalogued.
@@ -82,10 +84,20 @@ def to_stac(item: LabelledItem, image: RasterInfo, item_href: Path, catalog_dir:
         label_tasks=[LabelTask.SEGMENTATION if item.label_kind != "presence" else LabelTask.CLASSIFICATION],
     )
     FileExtension.add_to(stac_item)
-    _add_asset(stac_item, "image", item.image_path, item.image_checksum, ["data"], image.crs is not None, catalog_dir)
+    _add_asset(
+        stac_item, "image", item.image_path, item.image_checksum, ["data"], image.crs is not None, catalog_dir
+    )
     if item.label_path is not None:
         role = "labels-raster" if item.label_kind == "mask" else "labels-vector"
-        _add_asset(stac_item, "labels", item.label_path, item.label_checksum, ["labels", role], image.crs is not None, catalog_dir)
+        _add_asset(
+            stac_item,
+            "labels",
+            item.label_path,
+            item.label_checksum,
+            ["labels", role],
+            image.crs is not None,
+            catalog_dir,
+        )
     return stac_item
 
 

@@ -72,7 +72,9 @@ def _ground_sample_distance(image: RasterInfo, given: float | None) -> float:
     if not np.isfinite(given) or given <= 0:
         raise ItemRejected(f"ground sample distance must be a positive number of metres, got {given}")
     if derived is not None and abs(given - derived) > GSD_TOLERANCE * derived:
-        raise ItemRejected(f"gsd {given:g} m given but the image pixel size is {derived:g} m in {image.crs_string}")
+        raise ItemRejected(
+            f"gsd {given:g} m given but the image pixel size is {derived:g} m in {image.crs_string}"
+        )
     return float(given)
 
 
@@ -85,13 +87,19 @@ def _check_mask(candidate: Candidate, image: RasterInfo) -> bool:
         with open_raster(path) as src:
             mask = raster_info(src)
             if mask.shape != image.shape:
-                raise ItemRejected(f"mask {path.name} is {mask.height}x{mask.width}, image is {image.height}x{image.width}")
+                raise ItemRejected(
+                    f"mask {path.name} is {mask.height}x{mask.width}, image is {image.height}x{image.width}"
+                )
             if mask.count != 1:
                 raise ItemRejected(f"mask {path.name} has {mask.count} bands, expected 1")
-            if mask.crs is not None and image.crs is not None and (
-                mask.crs != image.crs or not mask.transform.almost_equals(image.transform)
+            if (
+                mask.crs is not None
+                and image.crs is not None
+                and (mask.crs != image.crs or not mask.transform.almost_equals(image.transform))
             ):
-                raise ItemRejected(f"mask {path.name} is not on the image's pixel grid (CRS or transform differ)")
+                raise ItemRejected(
+                    f"mask {path.name} is not on the image's pixel grid (CRS or transform differ)"
+                )
             values: set[int] = set()
             for strip in iter_strips(src):
                 values.update(np.unique(strip).tolist())

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import ORIGINS, UTM
+from catalog_fixtures import ORIGINS, UTM
 
 from data_catalog import AddReport, Catalog, CatalogError, LabelledItem
 from data_catalog.errors import CatalogExistsError, CatalogNotFoundError, InputError
@@ -30,11 +30,16 @@ def test_open_missing_catalog_names_dir_and_fix(tmp_path):
 
 def test_add_masks_records_item_fields(data, catalog_dir):
     catalog = Catalog.create(catalog_dir)
-    report = catalog.add(list(data.chips.values()), masks=list(data.masks.values()), source="test", licence="CC0")
+    report = catalog.add(
+        list(data.chips.values()), masks=list(data.masks.values()), source="test", licence="CC0"
+    )
     assert report == AddReport(added=["test-chip_a", "test-chip_b", "test-chip_c"])
     item = Catalog.open(catalog_dir).items()[0]
     assert isinstance(item, LabelledItem)
-    assert item.image_path == data.chips["chip_a"].resolve() and item.label_path == data.masks["chip_a"].resolve()
+    assert (
+        item.image_path == data.chips["chip_a"].resolve()
+        and item.label_path == data.masks["chip_a"].resolve()
+    )
     assert (item.label_kind, item.has_panels, item.gsd_m, item.crs) == ("mask", True, 0.5, "EPSG:32633")
     assert (item.source, item.licence, item.shape) == ("test", "CC0", (32, 32))
     assert item.split in ("train", "val", "test") and item.group.startswith("utm33N:250m:")
@@ -87,7 +92,9 @@ def test_adding_same_images_again_is_unchanged(data, catalog_dir):
 def test_same_image_with_another_label_is_rejected(data, catalog_dir, make_raster, tmp_path):
     catalog = Catalog.create(catalog_dir)
     catalog.add([data.chips["chip_a"]], masks=[data.masks["chip_a"]])
-    empty = make_raster(tmp_path / "empty" / "chip_a_mask.tif", np.zeros((32, 32), np.uint8), UTM, ORIGINS["chip_a"])
+    empty = make_raster(
+        tmp_path / "empty" / "chip_a_mask.tif", np.zeros((32, 32), np.uint8), UTM, ORIGINS["chip_a"]
+    )
     report = catalog.add([data.chips["chip_a"]], masks=[empty])
     assert report.errors == [("chip_a.tif", "already catalogued as user-chip_a with a different label")]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import PANEL_COLS, PANEL_PIXELS, PANEL_ROWS
+from catalog_fixtures import PANEL_COLS, PANEL_PIXELS, PANEL_ROWS
 
 from data_catalog import Catalog
 from data_catalog.labels import load_mask

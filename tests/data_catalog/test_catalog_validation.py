@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import ORIGINS, UTM
+from catalog_fixtures import ORIGINS, UTM
 
 from data_catalog import Catalog
 from data_catalog.errors import InputError, InputFileError
@@ -36,7 +36,9 @@ def test_truncated_image_is_rejected(data, catalog, tmp_path):
 
 
 def test_mask_shape_mismatch(data, catalog, make_raster, tmp_path):
-    small = make_raster(tmp_path / "m" / "chip_a_mask.tif", np.zeros((16, 32), np.uint8), UTM, ORIGINS["chip_a"])
+    small = make_raster(
+        tmp_path / "m" / "chip_a_mask.tif", np.zeros((16, 32), np.uint8), UTM, ORIGINS["chip_a"]
+    )
     report = catalog.add([data.chips["chip_a"]], masks=[small])
     assert reasons(report) == {"chip_a.tif": "mask chip_a_mask.tif is 16x32, image is 32x32"}
 
@@ -82,12 +84,16 @@ def test_image_not_in_presence_csv(data, catalog, tmp_path):
 
 def test_missing_gsd(data, catalog):
     report = catalog.add([data.tiles["tile_0"]], labels_csv=data.presence_csv)
-    assert reasons(report) == {"tile_0.png": "ground sample distance unknown: pass gsd (metres), it has no CRS"}
+    assert reasons(report) == {
+        "tile_0.png": "ground sample distance unknown: pass gsd (metres), it has no CRS"
+    }
 
 
 def test_gsd_contradicting_the_crs(data, catalog):
     report = catalog.add([data.chips["chip_a"]], masks=[data.masks["chip_a"]], gsd=0.3)
-    assert reasons(report) == {"chip_a.tif": "gsd 0.3 m given but the image pixel size is 0.5 m in EPSG:32633"}
+    assert reasons(report) == {
+        "chip_a.tif": "gsd 0.3 m given but the image pixel size is 0.5 m in EPSG:32633"
+    }
 
 
 def test_geographic_crs_needs_gsd(catalog, make_raster, tmp_path):
