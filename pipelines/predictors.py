@@ -1,0 +1,95 @@
+"""Predictors turn a batch of normalised tiles into tile and pixel panel probabilities.
+
+The trained detector is one implementation (``ModelPredictor``); anything with the same interface can score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+import models
+from models import Bundle, BundleMetadata, BundleNotFoundError, ModelError, load_bundle
+from pipelines.errors import ModelNotFoundError, ScoringConfigError
+from pipelines.runtime import Runtime
+
+DEFAULT_BUNDLE_NAME = "solarscan-res2netplus50.safetensors"
+
+
+@dataclass(frozen=True)
+class TileScores:
+    """Per tile: panel probability from the classifier, and a pixel probability map (zeros where not segmented)."""
+
+    tile_probability: np.ndarray  # (N,) float32
+    pixel_probability: np.ndarray  # (N, H, W) float32
+    segmented: np.ndarray  # (N,) bool: whether the decoder ran for that tile
+
+
+class Predictor(Protocol):
+    """Scores batches of tiles prepared as ``metadata`` describes (bands, normalisation, ground sample distance)."""
+
+    metadata: BundleMetadata
+    name: str  # model name and version, written on every polygon
+
+    def predict(self, batch: np.ndarray) -> TileScores:
+        """Scores of a normalised (N, C, H, W) float32 batch."""
+        ...
+
+
+class ModelPredictor:
+    """A PanelNet bundle: one encoder pass, the classifier, then the decoder only on tiles over the gate threshold."""
+
+    def __init__(self, bundle: Bundle, runtime: Runtime, gate: bool = True, gate_threshold: float | None = None):
+        self.metadata = bundle.metadata
+        self.runtime = runtime
+        self.model = runtime.prepare(bundle.model).eval()
+        self.gate = gate
+        # Below the tile decision threshold, so the gate only skips tiles the classifier is sure about.
+        self.gate_threshold = self.metadata.thresholds["tile"] / 2 if gate_threshold is None else gate_threshold
+        stem = bundle.path.stem if bundle.path else self.metadata.architecture
+        self.name = f"{stem} ({self.metadata.architecture} {self.metadata.package_version})"
+
+    def predict(self, batch: np.ndarray) -> TileScores:
+        n, _, h, w = batch.shape
+        with torch.inference_mode(), self.runtime.autocast():
+            x = self.runtime.to_input(torch.from_numpy(batch))
+            features = self.model.encode(x)
+            tile = torch.sigmoid(self.model.classify(features).float())
+            chosen = tile >= self.gate_threshold if self.gate else torch.ones_like(tile, dtype=torch.bool)
+            maps = torch.zeros((n, h, w), dtype=torch.float32, device=tile.device)
+            if bool(chosen.any()):
+                logits = self.model.segment([f[chosen] for f in features], (h, w))
+                maps[chosen] = torch.sigmoid(logits.float())[:, 0]
+        return TileScores(tile.cpu().numpy(), maps.cpu().numpy(), chosen.cpu().numpy())
+
+
+def default_bundle_path() -> Path:
+    """Where the shipped model bundle is installed, inside the ``models`` package."""
+    return Path(models.__file__).resolve().parent / "weights" / DEFAULT_BUNDLE_NAME
+
+
+def load_predictor(
+    bundle_path: Path | None, device: str = "auto", precision: str = "auto", gate: bool = True,
+    gate_threshold: float | None = None,
+) -> ModelPredictor:
+    """Load a bundle (the shipped one when ``bundle_path`` is None) onto a device as a predictor."""
+    path = bundle_path or default_bundle_path()
+    if bundle_path is None and not path.is_file():
+        raise ModelNotFoundError(f"{path}: the default model bundle is not installed; pass --model BUNDLE")
+    try:
+        bundle = load_bundle(path)
+        runtime = Runtime.resolve(device, precision)
+    except BundleNotFoundError as exc:
+        raise ModelNotFoundError(str(exc)) from None
+    except (ModelError, ValueError) as exc:
+        raise ScoringConfigError(str(exc)) from None
+    if not isinstance(bundle.model, models.PanelNet):
+        raise ScoringConfigError(
+            f"{path}: bundle holds a {bundle.metadata.architecture!r} model, not a PanelNet detector; "
+            "pass a detector bundle"
+        )
+    return ModelPredictor(bundle, runtime, gate=gate, gate_threshold=gate_threshold)

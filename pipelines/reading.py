@@ -1,0 +1,123 @@
+"""Windowed, resampled reads of scenes into normalised model input, with reads running ahead of inference."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.windows import Window
+
+from pipelines.errors import SceneReadError
+from pipelines.normalisation import normalise, to_unit_range
+from pipelines.scenes import Scene
+from pipelines.tiling import ModelGrid, Tile
+
+
+@dataclass(frozen=True)
+class TileBatch:
+    """Normalised pixels (N, C, T, T) float32, the tiles they came from and their valid-pixel masks (N, T, T)."""
+
+    pixels: np.ndarray
+    tiles: list[Tile]
+    valid: np.ndarray
+
+
+class SceneReader:
+    """Reads model-grid tiles and source-grid validity masks of one scene; safe to use from several threads.
+
+    GDAL dataset handles must not be shared between threads, so each thread opens its own.
+    """
+
+    def __init__(self, scene: Scene, grid: ModelGrid, norm_mean: list[float], norm_std: list[float]) -> None:
+        self.scene, self.grid = scene, grid
+        self._mean, self._std = norm_mean, norm_std
+        self._local = threading.local()
+        self._handles: list[rasterio.DatasetReader] = []
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> SceneReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            for handle in self._handles:
+                handle.close()
+            self._handles.clear()
+
+    def _dataset(self) -> rasterio.DatasetReader:
+        handle = getattr(self._local, "dataset", None)
+        if handle is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                handle = rasterio.open(self.scene.path)
+            self._local.dataset = handle
+            with self._lock:
+                self._handles.append(handle)
+        return handle
+
+    def _read(self, window: Window, out_shape: tuple[int, int], resampling: Resampling) -> tuple[np.ndarray, np.ndarray]:
+        """Bands in model order and their all-bands validity (nodata, alpha, NaN) over a source window."""
+        indexes = list(self.scene.band_indexes)
+        shape = (len(indexes), *out_shape)
+        try:
+            dataset = self._dataset()
+            pixels = dataset.read(indexes, window=window, out_shape=shape, resampling=resampling)
+            masks = dataset.read_masks(indexes, window=window, out_shape=shape, resampling=Resampling.nearest)
+        except RasterioError as exc:
+            raise SceneReadError(
+                f"{self.scene.path}: reading pixels {window} failed ({exc}); the file may be truncated or corrupt"
+            ) from None
+        valid = (masks > 0).all(axis=0)
+        if np.issubdtype(pixels.dtype, np.floating):
+            valid &= np.isfinite(pixels).all(axis=0)
+        return pixels, valid
+
+    def read_tile(self, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised pixels (C, T, T) and validity (T, T) of a tile; padding and invalid pixels are zero."""
+        window = tile.window(self.grid)
+        h, w = int(window.height), int(window.width)
+        raw, valid = self._read(self.grid.source_window(window), (h, w), Resampling.bilinear)
+        pixels = np.zeros((raw.shape[0], tile.size, tile.size), np.float32)
+        mask = np.zeros((tile.size, tile.size), bool)
+        pixels[:, :h, :w] = np.where(valid, normalise(to_unit_range(raw), self._mean, self._std), 0.0)
+        mask[:h, :w] = valid
+        return pixels, mask
+
+    def read_valid(self, window: Window) -> np.ndarray:
+        """Validity of the source pixels in ``window`` (source grid, no resampling)."""
+        return self._read(window, (int(window.height), int(window.width)), Resampling.nearest)[1]
+
+
+def iter_batches(reader: SceneReader, tiles: list[Tile], batch_size: int, workers: int) -> Iterator[TileBatch]:
+    """Batches of tiles in order, read by ``workers`` threads that keep a few batches ahead of the consumer."""
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="solarscan-read") as pool:
+        ahead = batch_size * (max(1, workers) + 1)
+        pending: deque[tuple[Tile, Future]] = deque()
+        queue = iter(tiles)
+        try:
+            while True:
+                while len(pending) < ahead and (tile := next(queue, None)) is not None:
+                    pending.append((tile, pool.submit(reader.read_tile, tile)))
+                if not pending:
+                    return
+                chunk = [pending.popleft() for _ in range(min(batch_size, len(pending)))]
+                results = [future.result() for _, future in chunk]
+                yield TileBatch(
+                    pixels=np.stack([r[0] for r in results]),
+                    tiles=[t for t, _ in chunk],
+                    valid=np.stack([r[1] for r in results]),
+                )
+        finally:
+            for _, future in pending:
+                future.cancel()

@@ -1,0 +1,148 @@
+"""Scenes: finding input rasters and describing each one (grid, CRS, bands, ground sample distance)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from pyproj import CRS, Geod, Transformer
+from rasterio.enums import ColorInterp
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
+from pipelines.errors import BandLayoutError, MissingGeoreferenceError, SceneReadError
+
+RASTER_SUFFIXES = frozenset({".tif", ".tiff", ".vrt", ".jp2", ".png", ".jpg", ".jpeg"})
+# Band order assumed for bands that carry no colour interpretation or description (e.g. 4-band RGBN GeoTIFFs).
+CANONICAL_BAND_ORDER = ("red", "green", "blue", "nir")
+_SUPPORTED_DTYPES = frozenset({"uint8", "uint16", "int16", "float32", "float64"})
+_GEOD = Geod(ellps="WGS84")
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One raster source as scoring sees it.
+
+    ``transform`` maps pixels to scene coordinates: the CRS's coordinates for georeferenced rasters, plain
+    pixel coordinates (column, row) for rasters without a CRS, whose ground sample distance comes from the user.
+    """
+
+    path: Path
+    crs: CRS | None
+    transform: Affine
+    width: int
+    height: int
+    dtype: str
+    nodata: float | None
+    gsd_m: tuple[float, float]  # ground metres per pixel along x and y
+    band_indexes: tuple[int, ...]  # 1-based source bands in the model's band order
+
+    @property
+    def georeferenced(self) -> bool:
+        return self.crs is not None
+
+
+def find_inputs(inputs: Iterable[str | Path], exclude: Iterable[Path] = ()) -> list[Path]:
+    """Files as named plus the rasters found (recursively) in named folders; absolute, in order, without repeats.
+
+    Paths that do not exist are kept so that scoring reports them as failed inputs.
+    """
+    excluded = [Path(p).resolve() for p in exclude]
+    found: dict[Path, None] = {}
+    for item in inputs:
+        path = Path(item).resolve()
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if child.suffix.lower() in RASTER_SUFFIXES and child.is_file() and not any(
+                    child.is_relative_to(e) for e in excluded
+                ):
+                    found[child] = None
+        else:
+            found[path] = None
+    return list(found)
+
+
+def open_scene(path: Path, bands: list[str], gsd_m: float | None = None) -> Scene:
+    """Describe the raster at ``path`` for a model reading ``bands``; ``gsd_m`` applies only to rasters without a CRS."""
+    if not path.is_file():
+        raise SceneReadError(f"{path}: file not found; check the path")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as src:
+                dtype = src.dtypes[0]
+                if dtype not in _SUPPORTED_DTYPES or len(set(src.dtypes)) > 1:
+                    raise BandLayoutError(
+                        f"{path}: bands of type {sorted(set(src.dtypes))} are not supported; "
+                        "convert to uint8, uint16, int16 or float32"
+                    )
+                band_indexes = select_bands(path, src.colorinterp, src.descriptions, bands)
+                if src.crs is not None:
+                    crs = CRS.from_user_input(src.crs)
+                    transform = src.transform
+                    gsd = ground_sample_distance(crs, transform, src.width, src.height)
+                    if not all(math.isfinite(g) and g > 0 for g in gsd):
+                        raise MissingGeoreferenceError(
+                            f"{path}: its transform in {crs.name} gives no usable ground sample distance; "
+                            "fix the georeference"
+                        )
+                elif gsd_m is not None:
+                    crs, transform, gsd = None, Affine.identity(), (gsd_m, gsd_m)
+                else:
+                    raise MissingGeoreferenceError(
+                        f"{path}: raster has no CRS, so its ground sample distance is unknown; "
+                        "pass --gsd METRES to score it in pixel coordinates"
+                    )
+                return Scene(
+                    path=path, crs=crs, transform=transform, width=src.width, height=src.height, dtype=dtype,
+                    nodata=src.nodata, gsd_m=gsd, band_indexes=band_indexes,
+                )
+    except RasterioError as exc:
+        raise SceneReadError(f"{path}: cannot be opened as a raster ({exc}); check that the file is complete") from None
+
+
+def select_bands(
+    path: Path, colorinterp: tuple[ColorInterp, ...], descriptions: tuple[str | None, ...], wanted: list[str]
+) -> tuple[int, ...]:
+    """1-based indexes of the ``wanted`` bands, matched by colour interpretation or band description,
+    else by position among the non-alpha bands in red, green, blue, nir order."""
+    labels = [{ci.name.lower(), (desc or "").lower()} for ci, desc in zip(colorinterp, descriptions)]
+    data_bands = [i for i, ci in enumerate(colorinterp, start=1) if ci != ColorInterp.alpha]
+    chosen: list[int] = []
+    for name in wanted:
+        by_label = [i for i, names in enumerate(labels, start=1) if name.lower() in names]
+        position = CANONICAL_BAND_ORDER.index(name) if name in CANONICAL_BAND_ORDER else None
+        if by_label:
+            chosen.append(by_label[0])
+        elif position is not None and position < len(data_bands):
+            chosen.append(data_bands[position])
+        else:
+            layout = ", ".join(ci.name for ci in colorinterp)
+            raise BandLayoutError(
+                f"{path}: model needs bands {wanted} but the raster has {len(colorinterp)} band(s) ({layout}) "
+                f"and none fits {name!r}; provide a raster with those bands"
+            )
+    if len(set(chosen)) != len(chosen):
+        raise BandLayoutError(f"{path}: bands {wanted} map to repeated source bands {chosen}; label the bands")
+    return tuple(chosen)
+
+
+def ground_sample_distance(crs: CRS, transform: Affine, width: int, height: int) -> tuple[float, float]:
+    """Ground metres per pixel along x and y, measured on the ellipsoid across the middle of the scene.
+
+    Measured geodesically rather than read from the transform so that degrees (EPSG:4326) and
+    Web Mercator (whose 'metres' stretch with latitude) give true ground distances.
+    """
+    to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    cols = np.array([0.0, width, width / 2, width / 2])
+    rows = np.array([height / 2, height / 2, 0.0, height])
+    xs, ys = transform * (cols, rows)
+    lon, lat = to_lonlat.transform(xs, ys)
+    _, _, across = _GEOD.inv(lon[0], lat[0], lon[1], lat[1])
+    _, _, down = _GEOD.inv(lon[2], lat[2], lon[3], lat[3])
+    return across / width, down / height

@@ -1,0 +1,312 @@
+"""Batch scoring: GeoTIFFs (or plain tiles) in, georeferenced panel polygons, per-image CSV and masks out.
+
+``score`` runs a whole batch (resumable, failures reported per input); ``score_scene`` does one scene and can
+run anywhere the scene file and a predictor are available.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from itertools import compress
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+from tqdm import tqdm
+
+from pipelines.attributes import panel_set
+from pipelines.blending import StripBlender, hann_weights
+from pipelines.errors import EmptySceneError, SceneReadError, ScoringConfigError, ScoringError
+from pipelines.export import atomic_path, check_output_path, combine, write_panels, write_tiles_csv
+from pipelines.manifest import Manifest, SceneRecord, file_checksum
+from pipelines.predictors import Predictor, load_predictor
+from pipelines.probability import MaskWriter, ModelGridProbability
+from pipelines.reading import SceneReader, iter_batches
+from pipelines.scenes import Scene, find_inputs, open_scene
+from pipelines.tiling import model_grid, tile_grid
+from pipelines.vectorising import StripVectoriser, clean
+
+STRIP_PIXELS = 1 << 22  # source pixels per vectorising strip (bounds memory for any scene width)
+# Options that change results: a resumed batch reuses earlier scenes only if these are unchanged.
+_RESULT_OPTIONS = ("gsd_m", "threshold", "gate", "gate_threshold", "overlap", "min_area_m2", "simplify_px",
+                   "regularise", "masks_dir")
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """How to score a batch. ``None`` thresholds fall back to the model bundle's."""
+
+    model: Path | None = None  # model bundle; the shipped one when None
+    tiles_csv: Path | None = None  # per-image CSV: path, panel_probability, has_panels
+    masks_dir: Path | None = None  # per-image uint8 probability rasters on the input's grid
+    gsd_m: float | None = None  # ground sample distance of inputs without a CRS
+    device: str = "auto"
+    precision: str = "auto"
+    batch_size: int = 8
+    workers: int = 2  # reader threads
+    threshold: float | None = None  # pixel probability threshold for panels
+    gate: bool = True  # skip the decoder on tiles the classifier calls empty
+    gate_threshold: float | None = None  # default: half the bundle's tile threshold
+    overlap: float = 0.25  # tile overlap as a fraction of the tile size
+    min_area_m2: float = 1.0  # smaller polygons are speckle
+    simplify_px: float = 0.5  # simplification tolerance in source pixels (0: none)
+    regularise: bool = False  # square up polygons that fit their minimum rotated rectangle
+    resume: bool = True  # skip scenes already finished for this output
+    progress: bool | None = None  # progress bars; None: when stderr is a terminal
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{name} must be {rule}, got {value}"
+            for name, value, ok, rule in [
+                ("batch_size", self.batch_size, self.batch_size >= 1, ">= 1"),
+                ("workers", self.workers, self.workers >= 1, ">= 1"),
+                ("overlap", self.overlap, 0 <= self.overlap < 1, "in [0, 1)"),
+                ("min_area_m2", self.min_area_m2, self.min_area_m2 >= 0, ">= 0"),
+                ("simplify_px", self.simplify_px, self.simplify_px >= 0, ">= 0"),
+                ("gsd_m", self.gsd_m, self.gsd_m is None or self.gsd_m > 0, "> 0"),
+                ("threshold", self.threshold, self.threshold is None or 0 < self.threshold <= 1, "in (0, 1]"),
+                ("gate_threshold", self.gate_threshold,
+                 self.gate_threshold is None or 0 <= self.gate_threshold <= 1, "in [0, 1]"),
+            ]
+            if not ok
+        ]
+        if problems:
+            raise ScoringConfigError("invalid scoring options: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ScoreOptions:
+        """Options from a mapping (e.g. a JSON request); unknown keys are rejected."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ScoringConfigError(f"unknown scoring options {unknown}; known: {sorted(names)}")
+        paths = {k: Path(v) for k, v in data.items() if k in ("model", "tiles_csv", "masks_dir") and v is not None}
+        return cls(**{**data, **paths})
+
+
+@dataclass(frozen=True)
+class SceneResult:
+    """What scoring one scene produced."""
+
+    scene: Scene
+    panels: gpd.GeoDataFrame  # PanelSet in the scene's CRS (pixel coordinates without one)
+    tile_probability: float  # max classifier probability over the scene's tiles
+    has_panels: bool
+    tiles: int
+    tiles_segmented: int
+    mask_path: Path | None
+
+
+@dataclass(frozen=True)
+class ScoreSummary:
+    """Outcome of a batch."""
+
+    output: Path
+    inputs: int
+    scored: int  # scored in this run
+    resumed: int  # finished earlier, reused
+    failures: dict[str, str]  # input path -> reason
+    panels: int  # all panels found, including those of inputs without a CRS
+    area_m2: float
+    unreferenced: dict[str, int] = field(default_factory=dict)  # inputs without a CRS -> panels (not in output)
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures else 0
+
+    def report(self) -> str:
+        """Human-readable summary."""
+        lines = [
+            f"inputs: {self.inputs} (scored {self.scored}, resumed {self.resumed}, failed {len(self.failures)})",
+            f"panels: {self.panels}, total area {self.area_m2:,.1f} m2",
+            f"output: {self.output}",
+            f"time: {self.seconds:.1f} s",
+        ]
+        if self.unreferenced:
+            lines.append(
+                f"note: {sum(self.unreferenced.values())} panel(s) from {len(self.unreferenced)} input(s) without a "
+                "CRS are counted above but not in the output (pixel coordinates cannot be placed on the map); "
+                f"their polygons are in {self.output.name}.parts/, their probabilities in the tiles CSV and masks"
+            )
+        lines += [f"failed: {path}: {reason}" for path, reason in self.failures.items()]
+        return "\n".join(lines)
+
+
+def score_scene(
+    scene: Scene, predictor: Predictor, options: ScoreOptions, workdir: Path,
+    progress: Callable[[int], None] | None = None,
+) -> SceneResult:
+    """Score one scene: tiles -> predictor -> blended probability -> polygons with attributes.
+
+    ``workdir`` holds the temporary model-grid probability raster; ``progress`` is told how many tiles are done.
+    """
+    meta = predictor.metadata
+    grid = model_grid(scene, meta.gsd_m)
+    tiles = tile_grid(grid, meta.tile_size, round(meta.tile_size * options.overlap))
+    weights = hann_weights(meta.tile_size)
+    threshold = meta.thresholds["pixel"] if options.threshold is None else options.threshold
+    tile_probability, segmented, scored_tiles = 0.0, 0, 0
+    key = hashlib.sha1(str(scene.path).encode()).hexdigest()[:12]
+    with ExitStack() as stack:
+        reader = stack.enter_context(SceneReader(scene, grid, meta.norm_mean, meta.norm_std))
+        store = stack.enter_context(ModelGridProbability(workdir / f"{key}.model-grid.tif", grid))
+        blender = StripBlender(grid.height, grid.width, meta.tile_size, store.write_rows)
+        for batch in iter_batches(reader, tiles, options.batch_size, options.workers):
+            keep = batch.valid.any(axis=(1, 2))  # tiles wholly nodata or padding are not scored
+            if keep.any():
+                scores = predictor.predict(batch.pixels[keep])
+                tile_probability = max(tile_probability, float(scores.tile_probability.max()))
+                segmented += int(scores.segmented.sum())
+                scored_tiles += int(keep.sum())
+                for tile, valid, probability in zip(
+                    compress(batch.tiles, keep), batch.valid[keep], scores.pixel_probability
+                ):
+                    blender.add(tile, probability, weights * valid)
+            if progress is not None:
+                progress(len(batch.tiles))
+        if scored_tiles == 0:
+            raise EmptySceneError(f"{scene.path}: has no valid pixel (empty, all nodata or transparent); nothing to score")
+        blender.close()
+
+        vectoriser = StripVectoriser(threshold)
+        masks = MaskWriter(scene, options.masks_dir) if options.masks_dir is not None else None
+        finished = False
+        try:
+            strip_rows = max(1, STRIP_PIXELS // scene.width)
+            for row in range(0, scene.height, strip_rows):
+                rows = min(strip_rows, scene.height - row)
+                probability = store.read_source_rows(scene, row, rows)
+                probability[~reader.read_valid(Window(0, row, scene.width, rows))] = 0  # nodata is never a panel
+                if masks is not None:
+                    masks.write_rows(row, probability)
+                vectoriser.add(row, probability)
+            finished = True
+        finally:
+            if masks is not None:
+                masks.close(keep=finished)
+    pixel_area = scene.gsd_m[0] * scene.gsd_m[1]
+    polygons = clean(vectoriser.finish(), options.min_area_m2 / pixel_area, options.simplify_px, options.regularise)
+    return SceneResult(
+        scene=scene,
+        panels=panel_set(polygons, scene, predictor.name),
+        tile_probability=tile_probability,
+        has_panels=tile_probability >= meta.thresholds["tile"],
+        tiles=len(tiles),
+        tiles_segmented=segmented,
+        mask_path=masks.path if masks is not None else None,
+    )
+
+
+def score(
+    inputs: Iterable[str | Path], out: str | Path, options: ScoreOptions = ScoreOptions(),
+    predictor: Predictor | None = None,
+) -> ScoreSummary:
+    """Score every raster in ``inputs`` (files and folders) into the panel layer ``out`` (.geojson/.gpkg/.parquet).
+
+    Inputs that fail are reported in the summary and the others still scored; rerunning with the same ``out``
+    skips scenes already finished (``options.resume``). ``predictor`` defaults to the model of ``options.model``.
+    """
+    start = time.perf_counter()
+    out = Path(out).resolve()
+    check_output_path(out)
+    parts_dir = out.with_name(out.name + ".parts")
+    paths = find_inputs(inputs, exclude=[parts_dir, *([options.masks_dir] if options.masks_dir else [])])
+    if not paths:
+        raise ScoringConfigError(
+            f"no input rasters found in {[str(i) for i in inputs]}; pass files or folders holding .tif/.png/... images"
+        )
+    if predictor is None:
+        predictor = load_predictor(
+            options.model, options.device, options.precision, options.gate, options.gate_threshold
+        )
+    fingerprint = _fingerprint(predictor, options)
+    manifest_path = out.with_name(out.name + ".manifest.json")
+    manifest = Manifest.load(manifest_path, fingerprint) if options.resume else Manifest(manifest_path, fingerprint)
+
+    records: dict[Path, SceneRecord] = {}
+    failures: dict[str, str] = {}
+    todo: list[tuple[Scene, str, int]] = []
+    resumed = 0
+    for path in paths:
+        try:
+            scene = open_scene(path, predictor.metadata.bands, options.gsd_m)
+            checksum = file_checksum(path)
+        except (ScoringError, OSError) as exc:
+            failures[str(path)] = str(exc)
+            continue
+        record = manifest.finished(path, checksum, parts_dir) if options.resume else None
+        if record is not None:
+            records[path], resumed = record, resumed + 1
+        else:
+            grid = model_grid(scene, predictor.metadata.gsd_m)
+            size = predictor.metadata.tile_size
+            todo.append((scene, checksum, len(tile_grid(grid, size, round(size * options.overlap)))))
+
+    show = sys.stderr.isatty() if options.progress is None else options.progress
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=parts_dir, prefix=".work-") as workdir, tqdm(
+        total=sum(n for *_, n in todo), desc="all scenes", unit="tile", disable=not show, position=0
+    ) as overall:
+        for scene, checksum, n_tiles in todo:
+            with tqdm(total=n_tiles, desc=scene.path.name, unit="tile", disable=not show, position=1,
+                      leave=False) as this_scene:
+                def advance(n: int) -> None:
+                    this_scene.update(n)
+                    overall.update(n)
+
+                try:
+                    result = score_scene(scene, predictor, options, Path(workdir), progress=advance)
+                except (ScoringError, RasterioError) as exc:
+                    failures[str(scene.path)] = str(exc) if isinstance(exc, ScoringError) else str(
+                        SceneReadError(f"{scene.path}: {exc}"))
+                    overall.update(n_tiles - this_scene.n)
+                    continue
+            records[scene.path] = _keep(result, checksum, parts_dir, manifest)
+
+    done = [p for p in paths if p in records]
+    write_panels(combine(gpd.read_parquet(parts_dir / records[p].part) for p in done if records[p].georeferenced), out)
+    if options.tiles_csv is not None:
+        write_tiles_csv(((str(p), records[p].tile_probability, records[p].has_panels) for p in done),
+                        options.tiles_csv)
+    return ScoreSummary(
+        output=out, inputs=len(paths), scored=len(done) - resumed, resumed=resumed, failures=failures,
+        panels=sum(records[p].panels for p in done), area_m2=sum(records[p].area_m2 for p in done),
+        unreferenced={str(p): records[p].panels for p in done if not records[p].georeferenced},
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _keep(result: SceneResult, checksum: str, parts_dir: Path, manifest: Manifest) -> SceneRecord:
+    """Persist a scene's panels in the parts folder and record it as finished."""
+    path = result.scene.path
+    part = f"{path.stem}-{hashlib.sha1(str(path).encode()).hexdigest()[:10]}.parquet"
+    with atomic_path(parts_dir / part) as partial:
+        result.panels.to_parquet(partial, index=False)
+    record = SceneRecord(
+        checksum=checksum, part=part, panels=len(result.panels), area_m2=float(result.panels["area_m2"].sum()),
+        tile_probability=result.tile_probability, has_panels=bool(result.has_panels),
+        georeferenced=result.scene.georeferenced, mask=str(result.mask_path) if result.mask_path else None,
+    )
+    manifest.record(path, record)
+    return record
+
+
+def _fingerprint(predictor: Predictor, options: ScoreOptions) -> str:
+    described = {
+        "model": predictor.name,
+        "metadata": predictor.metadata.to_json(),
+        "options": {name: str(getattr(options, name)) for name in _RESULT_OPTIONS},
+    }
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()

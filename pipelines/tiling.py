@@ -1,0 +1,71 @@
+"""Tiling: the model grid a scene is resampled to, and the overlapping tiles laid over it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from affine import Affine
+from rasterio.windows import Window
+
+from pipelines.scenes import Scene
+
+
+@dataclass(frozen=True)
+class ModelGrid:
+    """A scene's pixel grid resampled to the model's ground sample distance."""
+
+    width: int
+    height: int
+    scale_x: float  # source pixels per model pixel
+    scale_y: float
+    transform: Affine  # model pixel -> scene coordinates
+
+    def source_window(self, window: Window) -> Window:
+        """The (fractional) source-pixel window covering a model-grid window."""
+        return Window(
+            window.col_off * self.scale_x, window.row_off * self.scale_y,
+            window.width * self.scale_x, window.height * self.scale_y,
+        )
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A square window of the model grid; parts beyond the grid are padding, masked out."""
+
+    row: int
+    col: int
+    size: int
+    transform: Affine  # tile pixel -> scene coordinates
+
+    def window(self, grid: ModelGrid) -> Window:
+        """The part of the tile inside the grid."""
+        return Window(
+            self.col, self.row, min(self.size, grid.width - self.col), min(self.size, grid.height - self.row)
+        )
+
+
+def model_grid(scene: Scene, gsd_m: float) -> ModelGrid:
+    """The grid of ``scene`` at ``gsd_m`` metres per pixel, covering exactly the same extent."""
+    width = max(1, round(scene.width * scene.gsd_m[0] / gsd_m))
+    height = max(1, round(scene.height * scene.gsd_m[1] / gsd_m))
+    scale_x, scale_y = scene.width / width, scene.height / height
+    return ModelGrid(width, height, scale_x, scale_y, scene.transform * Affine.scale(scale_x, scale_y))
+
+
+def tile_grid(grid: ModelGrid, tile_size: int, overlap: int) -> list[Tile]:
+    """Tiles of ``tile_size`` overlapping by ``overlap`` pixels, in row-major order, covering the whole grid."""
+    if not 0 <= overlap < tile_size:
+        raise ValueError(f"overlap must be in [0, {tile_size}), got {overlap}")
+    stride = tile_size - overlap
+    return [
+        Tile(row, col, tile_size, grid.transform * Affine.translation(col, row))
+        for row in _starts(grid.height, tile_size, stride)
+        for col in _starts(grid.width, tile_size, stride)
+    ]
+
+
+def _starts(length: int, size: int, stride: int) -> list[int]:
+    starts = [0]
+    while starts[-1] + size < length:
+        starts.append(starts[-1] + stride)
+    return starts

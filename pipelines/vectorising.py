@@ -1,0 +1,112 @@
+"""Vectorising thresholded probability strips into panel polygons (in source pixel coordinates).
+
+Polygons are built strip by strip with ``rasterio.features.shapes`` and joined across strip seams afterwards.
+Pixel coordinates are integers, exact in floating point, so edges shared across a seam match exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+from affine import Affine
+from rasterio import features
+from scipy import ndimage, sparse
+from scipy.sparse.csgraph import connected_components
+
+# 4-connectivity, the same rule rasterio.features.shapes uses by default.
+_FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
+
+
+@dataclass(frozen=True)
+class PixelPolygons:
+    """Polygons in source pixel coordinates with their pixel count and summed probability (0..1 per pixel)."""
+
+    geometry: np.ndarray  # shapely Polygons
+    pixels: np.ndarray  # int64
+    probability_sum: np.ndarray  # float64
+
+    def __len__(self) -> int:
+        return len(self.geometry)
+
+    def take(self, keep: np.ndarray) -> PixelPolygons:
+        return PixelPolygons(self.geometry[keep], self.pixels[keep], self.probability_sum[keep])
+
+
+class StripVectoriser:
+    """Collects the panel polygons of consecutive row strips of one scene, then joins them across seams."""
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self._parts: list[PixelPolygons] = []
+        self._seams: list[int] = []
+
+    def add(self, row: int, probability: np.ndarray) -> None:
+        """Vectorise a uint8 probability strip whose first row is source row ``row``."""
+        if self._parts:
+            self._seams.append(row)
+        panel = probability >= np.uint8(np.ceil(self.threshold * 255))
+        labels, count = ndimage.label(panel, structure=_FOUR_CONNECTED)
+        if count == 0:
+            return
+        pixels = np.bincount(labels.ravel(), minlength=count + 1)
+        sums = np.bincount(labels.ravel(), weights=probability.ravel() / 255.0, minlength=count + 1)
+        shapes = features.shapes(labels.astype(np.int32), mask=panel, connectivity=4,
+                                 transform=Affine.translation(0, row))
+        geoms, ids = zip(*((shapely.geometry.shape(g), int(v)) for g, v in shapes))
+        ids = np.asarray(ids)
+        self._parts.append(PixelPolygons(np.asarray(geoms, dtype=object), pixels[ids], sums[ids]))
+
+    def finish(self) -> PixelPolygons:
+        """All polygons, those sharing an edge across a seam merged into one."""
+        if not self._parts:
+            return PixelPolygons(np.empty(0, dtype=object), np.empty(0, np.int64), np.empty(0))
+        polys = PixelPolygons(
+            np.concatenate([p.geometry for p in self._parts]),
+            np.concatenate([p.pixels for p in self._parts]),
+            np.concatenate([p.probability_sum for p in self._parts]),
+        )
+        return _merge_across_seams(polys, np.asarray(self._seams, dtype=float))
+
+
+def _merge_across_seams(polys: PixelPolygons, seams: np.ndarray) -> PixelPolygons:
+    if len(seams) == 0 or len(polys) < 2:
+        return polys
+    bounds = shapely.bounds(polys.geometry)
+    at_seam = np.flatnonzero(np.isin(bounds[:, 1], seams) | np.isin(bounds[:, 3], seams))
+    tree = shapely.STRtree(polys.geometry[at_seam])
+    left, right = tree.query(polys.geometry[at_seam], predicate="intersects")
+    pairs = left < right
+    a, b = at_seam[left[pairs]], at_seam[right[pairs]]
+    # Only a shared edge joins; polygons meeting at a corner stay apart, as within a strip.
+    shared = shapely.length(shapely.intersection(polys.geometry[a], polys.geometry[b])) > 0
+    n = len(polys)
+    graph = sparse.coo_matrix((np.ones(shared.sum()), (a[shared], b[shared])), shape=(n, n))
+    count, component = connected_components(graph, directed=False)
+    if count == n:
+        return polys
+    order = np.argsort(component, kind="stable")
+    groups = np.split(order, np.flatnonzero(np.diff(component[order])) + 1)  # one group per component id
+    geometry = np.array(
+        [polys.geometry[g[0]] if len(g) == 1 else shapely.union_all(polys.geometry[g]) for g in groups], dtype=object
+    )
+    return PixelPolygons(
+        geometry,
+        np.bincount(component, weights=polys.pixels, minlength=count).astype(np.int64),
+        np.bincount(component, weights=polys.probability_sum, minlength=count),
+    )
+
+
+def clean(polys: PixelPolygons, min_pixels: float, simplify_px: float, regularise: bool) -> PixelPolygons:
+    """Drop speckles under ``min_pixels``, simplify (topology-preserving) and optionally square up rectangles.
+
+    Regularising replaces a polygon by its minimum rotated rectangle when it fills at least 85 % of it.
+    """
+    polys = polys.take(polys.pixels >= min_pixels)
+    geometry = shapely.simplify(polys.geometry, simplify_px, preserve_topology=True) if simplify_px > 0 else polys.geometry
+    if regularise and len(geometry):
+        rectangles = shapely.oriented_envelope(geometry)
+        fits = shapely.area(geometry) >= 0.85 * shapely.area(rectangles)
+        geometry = np.where(fits, rectangles, geometry)
+    return PixelPolygons(geometry, polys.pixels, polys.probability_sum)
