@@ -1,0 +1,164 @@
+"""Labelled catalog items -> training samples at one ground sample distance.
+
+Every item is read once, resampled to the training GSD and kept in memory (the labelled sets are small);
+each sample is a random crop of ``tile_size`` pixels with its tile label, its pixel mask and a weight map that
+says where the pixel loss applies (nowhere for positive presence-only tiles, never on padding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import albumentations as A
+import cv2
+import numpy as np
+import rasterio
+from rasterio.enums import ColorInterp
+import torch
+from torch.utils.data import Dataset
+
+from data_catalog import LabelledItem
+from data_catalog.labels import load_mask
+from pipelines.normalisation import normalise, to_unit_range
+
+MIN_PANEL_PIXELS = 8  # a crop with fewer labelled panel pixels than this is not called a panel tile
+
+
+@dataclass
+class PreparedItem:
+    """An item resampled to the training GSD: image (H, W, C) float16 in [0, 1], mask or None."""
+
+    item: LabelledItem
+    image: np.ndarray
+    mask: np.ndarray | None  # uint8 {0, 1}; None when only a positive presence label is known
+    has_panels: bool
+
+
+def read_image_bands(path, bands: int) -> np.ndarray:
+    """Read the first ``bands`` non-alpha bands of an image as (H, W, C) in [0, 1]."""
+    with rasterio.open(path) as src:
+        if src.count == 1 and src.colorinterp[0] == ColorInterp.palette:
+            lookup = np.array([src.colormap(1).get(v, (0, 0, 0, 0))[:3] for v in range(256)], dtype=np.uint8)
+            return to_unit_range(lookup[src.read(1)])[..., :bands]
+        indexes = [i for i, ci in zip(src.indexes, src.colorinterp) if ci != ColorInterp.alpha][:bands]
+        if len(indexes) < bands:
+            raise ValueError(f"{path}: has {len(indexes)} colour bands, the model needs {bands}")
+        pixels = src.read(indexes)
+    return np.moveaxis(to_unit_range(pixels), 0, -1)
+
+
+def _resample(array: np.ndarray, scale: float, is_mask: bool) -> np.ndarray:
+    if abs(scale - 1.0) < 1e-3:
+        return array
+    h, w = array.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if is_mask:
+        return (cv2.resize(array.astype(np.float32), size, interpolation=cv2.INTER_AREA) >= 0.5).astype(np.uint8)
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(array.astype(np.float32), size, interpolation=interp)
+
+
+def prepare_item(item: LabelledItem, gsd_m: float, bands: int) -> PreparedItem:
+    """Read and resample one item to ``gsd_m``."""
+    scale = (item.gsd_m or gsd_m) / gsd_m
+    image = _resample(read_image_bands(item.image_path, bands), scale, is_mask=False)
+    mask = load_mask(item)
+    if mask is None and item.has_panels is False:
+        mask = np.zeros(image.shape[:2], dtype=np.uint8)  # a negative tile is a known all-empty mask
+    elif mask is not None:
+        mask = _resample(mask, scale, is_mask=True)
+    has_panels = bool(mask.sum() >= MIN_PANEL_PIXELS) if mask is not None else bool(item.has_panels)
+    return PreparedItem(item, image.astype(np.float16), mask, has_panels)
+
+
+def band_statistics(prepared: list[PreparedItem]) -> tuple[list[float], list[float]]:
+    """Per-band mean and standard deviation over every training pixel (unit range)."""
+    channels = prepared[0].image.shape[-1]
+    total = np.zeros(channels, np.float64)
+    total_sq = np.zeros(channels, np.float64)
+    count = 0
+    for p in prepared:
+        pixels = p.image.reshape(-1, channels).astype(np.float64)
+        total += pixels.sum(0)
+        total_sq += (pixels**2).sum(0)
+        count += pixels.shape[0]
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-8))
+    return mean.tolist(), std.tolist()
+
+
+def default_augmentation() -> A.Compose:
+    """Geometric and radiometric augmentation applied to each crop (image, mask and loss weights together)."""
+    return A.Compose([
+        A.D4(),
+        A.Affine(scale=(0.8, 1.25), rotate=(-10, 10), p=0.4, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0),
+        A.RandomBrightnessContrast(brightness_limit=0.15, contrast_limit=0.15, p=0.6),
+        A.HueSaturationValue(hue_shift_limit=5, sat_shift_limit=10, val_shift_limit=0, p=0.3),
+        A.GaussNoise(std_range=(0.0, 0.02), p=0.2),
+    ])
+
+
+class TileSampleDataset(Dataset):
+    """Random training crops: index ``i`` crops item ``i % len(items)`` at a random place.
+
+    Returns ``image`` (C, T, T) normalised, ``target`` (tile label), ``mask`` (1, T, T) and ``weight`` (1, T, T).
+    """
+
+    def __init__(self, prepared: list[PreparedItem], tile_size: int, mean: list[float], std: list[float],
+                 augment: A.Compose | None = None, positive_crop_rate: float = 0.6) -> None:
+        self.prepared = prepared
+        self.tile_size = tile_size
+        self.mean, self.std = mean, std
+        self.augment = augment
+        self.positive_crop_rate = positive_crop_rate
+
+    def __len__(self) -> int:
+        return len(self.prepared)
+
+    def _crop_origin(self, p: PreparedItem, rng: np.random.Generator) -> tuple[int, int]:
+        h, w = p.image.shape[:2]
+        t = self.tile_size
+        max_y, max_x = max(h - t, 0), max(w - t, 0)
+        if p.mask is not None and p.has_panels and rng.random() < self.positive_crop_rate:
+            ys, xs = np.nonzero(p.mask)
+            k = rng.integers(len(ys))
+            y = int(np.clip(ys[k] - rng.integers(t // 4, 3 * t // 4 + 1), 0, max_y))
+            x = int(np.clip(xs[k] - rng.integers(t // 4, 3 * t // 4 + 1), 0, max_x))
+            return y, x
+        return int(rng.integers(max_y + 1)), int(rng.integers(max_x + 1))
+
+    def sample(self, index: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        p = self.prepared[index % len(self.prepared)]
+        t = self.tile_size
+        y, x = self._crop_origin(p, rng)
+        crop = p.image[y:y + t, x:x + t].astype(np.float32)
+        h, w = crop.shape[:2]
+        image = np.zeros((t, t, crop.shape[2]), np.float32)
+        image[:h, :w] = crop
+        valid = np.zeros((t, t), np.uint8)
+        valid[:h, :w] = 1
+        mask = np.zeros((t, t), np.uint8)
+        if p.mask is not None:
+            mask[:h, :w] = p.mask[y:y + t, x:x + t]
+        weight = valid if p.mask is not None else np.zeros_like(valid)
+        if self.augment is not None:
+            out = self.augment(image=image, masks=[mask, weight, valid])
+            image, (mask, weight, valid) = out["image"], out["masks"]
+        has_panels = bool(mask.sum() >= MIN_PANEL_PIXELS) if p.mask is not None else p.has_panels
+        chw = normalise(np.moveaxis(image, -1, 0), self.mean, self.std) * valid[None]
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(chw, dtype=np.float32)),
+            "target": torch.tensor(float(has_panels)),
+            "mask": torch.from_numpy(mask[None].astype(np.float32)),
+            "weight": torch.from_numpy(weight[None].astype(np.float32)),
+        }
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        seed = torch.randint(0, 2**31 - 1, (1,)).item()  # follows torch's (seeded, resumable) RNG stream
+        return self.sample(index, np.random.default_rng(seed))
+
+
+def sampling_weights(prepared: list[PreparedItem], tile_size: int, cap: float = 6.0) -> list[float]:
+    """Draw weights: a large scene counts for the crops it holds, up to ``cap``, so one big image
+    cannot crowd out hundreds of small tiles."""
+    return [min(cap, max(1.0, p.image.shape[0] * p.image.shape[1] / tile_size**2)) for p in prepared]
