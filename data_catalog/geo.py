@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pyproj import CRS, Transformer
+from pyproj import Transformer
 
 
 @lru_cache(maxsize=64)
@@ -13,5 +13,5 @@ def _cached_transformer(src: str, dst: str) -> Transformer:
 
 
 def transformer(src: object, dst: object) -> Transformer:
-    """Cached x/y-ordered transformer between any two CRS inputs pyproj understands (rasterio CRS included)."""
-    return _cached_transformer(CRS.from_user_input(src).to_wkt(), CRS.from_user_input(dst).to_wkt())
+    """Cached x/y-ordered transformer between two CRSs: strings, or rasterio/pyproj CRS objects."""
+    return _cached_transformer(*(crs if isinstance(crs, str) else crs.to_string() for crs in (src, dst)))
