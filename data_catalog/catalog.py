@@ -245,6 +245,7 @@ class Catalog:
             split=assign_split(checked.group),
             group=checked.group,
             shape=checked.image.shape,
+            bands=checked.image.bands,
             image_checksum=checksum,
             label_checksum=checked.label_checksum,
             properties=dict(candidate.properties),

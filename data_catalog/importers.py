@@ -68,7 +68,8 @@ def import_nrel(dataset_dir: Path, catalog: Catalog) -> AddReport:
     PV-free tiles become ``presence`` items with ``has_panels=False`` rather than items with a fabricated
     all-zero mask: the dataset only states that the tile holds no PV, and the catalog records labels as the
     source gives them (see :class:`LabelledItem` for how a trainer may use such negatives). Mount-detection
-    images become ``presence`` positives carrying their boxes in ``properties["mount_boxes"]``.
+    images become ``presence`` positives carrying their boxes in ``properties["mount_boxes"]``. The PNG tiles of
+    both are colour-mapped (``bands == ("palette",)``); the segmentation JPEGs are RGB.
     """
     common = {"gsd_m": NREL_GSD_M, "source": NREL, "licence": NREL_LICENCE}
     segmentation = _read_csv(dataset_dir, "segmentation/index.csv", {"image", "mask"})

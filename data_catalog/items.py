@@ -24,7 +24,8 @@ class LabelledItem:
     A ``presence`` item with ``has_panels=False`` states that the tile holds no panel anywhere, so a trainer may
     treat it as an all-zero mask; one with ``has_panels=True`` says nothing about where the panels are.
     ``crs`` is the image CRS as ``"EPSG:<code>"`` (WKT when it has no EPSG code) or None for plain pictures.
-    ``group`` is the leak-proof key the ``split`` is derived from. Checksums are sha2-256 multihashes (hex)
+    ``group`` is the leak-proof key the ``split`` is derived from. ``shape`` is (height, width) and ``bands``
+    the colour interpretation of each image band (``("palette",)``: expand the colour map to RGB). Checksums are sha2-256 multihashes (hex)
     as in the STAC file extension. ``properties`` holds source-specific metadata (e.g. Bern's
     ``registry_first_operation``).
     """
@@ -41,6 +42,7 @@ class LabelledItem:
     split: str
     group: str
     shape: tuple[int, int]
+    bands: tuple[str, ...]
     image_checksum: str
     label_checksum: str | None = None
     properties: Mapping[str, Any] = field(default_factory=dict, hash=False)

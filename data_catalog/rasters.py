@@ -23,13 +23,18 @@ _STRIP_BYTES = 32 << 20
 
 @dataclass(frozen=True)
 class RasterInfo:
-    """Grid and georeferencing of one raster (``crs`` is None for plain pictures)."""
+    """Grid and georeferencing of one raster (``crs`` is None for plain pictures).
+
+    ``bands`` are GDAL colour interpretations, e.g. ``("red", "green", "blue")`` or ``("palette",)`` for an
+    8-bit colour-mapped PNG that readers must expand to RGB.
+    """
 
     path: Path
     height: int
     width: int
     count: int
     dtype: str
+    bands: tuple[str, ...]
     crs: CRS | None
     transform: Affine
 
@@ -76,6 +81,7 @@ def raster_info(src: rasterio.DatasetReader) -> RasterInfo:
         width=src.width,
         count=src.count,
         dtype=src.dtypes[0],
+        bands=tuple(interp.name for interp in src.colorinterp),
         crs=src.crs,
         transform=src.transform,
     )

@@ -65,6 +65,7 @@ def to_stac(
         PREFIX + "licence": item.licence,
         PREFIX + "split": item.split,
         PREFIX + "group": item.group,
+        PREFIX + "bands": list(item.bands),
         PREFIX + "properties": dict(item.properties),
     }
     stac_item = pystac.Item(item.id, geometry, bbox, created, properties)
@@ -120,6 +121,7 @@ def from_stac(stac_item: pystac.Item) -> LabelledItem:
             split=props[PREFIX + "split"],
             group=props[PREFIX + "group"],
             shape=tuple(props["proj:shape"]),
+            bands=tuple(props[PREFIX + "bands"]),
             image_checksum=image.extra_fields["file:checksum"],
             label_checksum=labels.extra_fields["file:checksum"] if labels else None,
             properties=props.get(PREFIX + "properties", {}),

@@ -41,7 +41,12 @@ def test_add_masks_records_item_fields(data, catalog_dir):
         and item.label_path == data.masks["chip_a"].resolve()
     )
     assert (item.label_kind, item.has_panels, item.gsd_m, item.crs) == ("mask", True, 0.5, "EPSG:32633")
-    assert (item.source, item.licence, item.shape) == ("test", "CC0", (32, 32))
+    assert (item.source, item.licence, item.shape, item.bands) == (
+        "test",
+        "CC0",
+        (32, 32),
+        ("red", "green", "blue"),
+    )
     assert item.split in ("train", "val", "test") and item.group.startswith("utm33N:250m:")
     assert [i.has_panels for i in catalog.items()] == [True, True, False]
 
