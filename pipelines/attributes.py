@@ -22,7 +22,7 @@ def panel_set(polys: PixelPolygons, scene: Scene, model: str) -> gpd.GeoDataFram
     there is no lon/lat centroid.
     """
     t = scene.transform
-    geometry = shapely.transform(polys.geometry, lambda xy: np.column_stack(t * (xy[:, 0], xy[:, 1])))
+    geometry = shapely.transform(polys.geometry, lambda xy: np.column_stack(t @ (xy[:, 0], xy[:, 1])))
     panels = gpd.GeoDataFrame(
         {
             "source": pd.Series([str(scene.path)] * len(polys), dtype=object),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import rasterio
@@ -37,7 +38,7 @@ class ModelGridProbability:
                 path, "w+", driver="GTiff", width=grid.width, height=grid.height, count=1, dtype="uint8", **_TILED
             )
 
-    def __enter__(self) -> ModelGridProbability:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

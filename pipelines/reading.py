@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Self
 
 import numpy as np
 import rasterio
@@ -43,7 +44,7 @@ class SceneReader:
         self._handles: list[rasterio.DatasetReader] = []
         self._lock = threading.Lock()
 
-    def __enter__(self) -> SceneReader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
-import numpy as np
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 from tqdm import tqdm

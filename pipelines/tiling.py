@@ -49,7 +49,7 @@ def model_grid(scene: Scene, gsd_m: float) -> ModelGrid:
     width = max(1, round(scene.width * scene.gsd_m[0] / gsd_m))
     height = max(1, round(scene.height * scene.gsd_m[1] / gsd_m))
     scale_x, scale_y = scene.width / width, scene.height / height
-    return ModelGrid(width, height, scale_x, scale_y, scene.transform * Affine.scale(scale_x, scale_y))
+    return ModelGrid(width, height, scale_x, scale_y, scene.transform @ Affine.scale(scale_x, scale_y))
 
 
 def tile_grid(grid: ModelGrid, tile_size: int, overlap: int) -> list[Tile]:
@@ -58,7 +58,7 @@ def tile_grid(grid: ModelGrid, tile_size: int, overlap: int) -> list[Tile]:
         raise ValueError(f"overlap must be in [0, {tile_size}), got {overlap}")
     stride = tile_size - overlap
     return [
-        Tile(row, col, tile_size, grid.transform * Affine.translation(col, row))
+        Tile(row, col, tile_size, grid.transform @ Affine.translation(col, row))
         for row in _starts(grid.height, tile_size, stride)
         for col in _starts(grid.width, tile_size, stride)
     ]

@@ -1,0 +1,220 @@
+"""Batch scoring with a deterministic stand-in predictor: geometry, areas, seams, nodata, resume, failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+import shapely
+from fixtures.scenes import DarkBluePredictor, write_scene
+
+from pipelines import scoring
+from pipelines.errors import ScoringConfigError
+from pipelines.scoring import ScoreOptions, score
+
+OPTIONS = ScoreOptions(min_area_m2=0.5, progress=False)
+
+
+def _score(inputs, out, predictor=None, **options):
+    options = ScoreOptions(**{**vars(OPTIONS), **options})
+    return score(inputs, out, options, predictor or DarkBluePredictor())
+
+
+def _expected_area(panel: shapely.Polygon, crs: str) -> float:
+    series = gpd.GeoSeries([panel], crs=crs)
+    return float(series.to_crs(series.estimate_utm_crs()).area.iloc[0])
+
+
+def _match(found: gpd.GeoDataFrame, spec, tolerance_px: float = 1.0) -> None:
+    """Every fixture panel is one polygon within ``tolerance_px`` pixels, with its ground area."""
+    assert len(found) == len(spec.panels)
+    local = found.to_crs(spec.crs)
+    for panel in spec.panels:
+        hits = local[local.intersects(panel)]
+        assert len(hits) == 1, f"{panel} is split into {len(hits)} polygons"
+        assert shapely.hausdorff_distance(hits.geometry.iloc[0], panel) <= tolerance_px * spec.gsd
+        expected = _expected_area(panel, spec.crs)
+        ground_px = expected / panel.area * spec.gsd ** 2  # one pixel's ground area
+        perimeter_px = panel.length / spec.gsd
+        assert abs(hits["area_m2"].iloc[0] - expected) <= perimeter_px * ground_px / 2
+
+
+@pytest.mark.parametrize(
+    ("crs", "origin", "gsd", "dtype", "layout"),
+    [
+        ("EPSG:32632", (500_000.0, 5_300_000.0), 0.5, "uint8", "rgb"),
+        ("EPSG:2056", (2_600_000.0, 1_200_000.0), 0.5, "uint16", "rgb"),
+        # Web Mercator at 46.9 deg N: 0.73 'metres' per pixel are 0.5 m on the ground.
+        ("EPSG:3857", (828_000.0, 5_925_000.0), 0.5 / np.cos(np.radians(46.9)), "uint8", "rgbn"),
+        ("EPSG:32632", (500_000.0, 5_300_000.0), 0.5, "float32", "rgba"),
+    ],
+)
+def test_panels_land_on_their_ground_coordinates(tmp_path, crs, origin, gsd, dtype, layout):
+    spec = write_scene(
+        tmp_path / "scene.tif", width=90, height=70, panels=[(5, 6, 17, 30), (40, 50, 52, 86)], crs=crs,
+        origin=origin, gsd=gsd, dtype=dtype, layout=layout,
+    )
+    summary = _score([spec.path], tmp_path / "panels.geojson")
+    assert summary.exit_code == 0 and summary.panels == 2
+    found = gpd.read_file(tmp_path / "panels.geojson")
+    _match(found, spec)
+    assert set(found.columns) >= {"panel_id", "source", "confidence", "area_m2", "centroid_lon", "centroid_lat",
+                                  "model"}
+    assert (found["confidence"] > 0.9).all() and (found["source"] == str(spec.path)).all()
+    centroids = found.to_crs(found.estimate_utm_crs()).centroid.to_crs("EPSG:4326")
+    np.testing.assert_allclose(found["centroid_lon"], centroids.x, atol=1e-6)
+    np.testing.assert_allclose(found["centroid_lat"], centroids.y, atol=1e-6)
+
+
+def test_finer_and_coarser_imagery_is_resampled_to_the_model_resolution(tmp_path):
+    fine = write_scene(tmp_path / "fine.tif", width=160, height=120, panels=[(10, 12, 40, 70)], gsd=0.25)
+    coarse = write_scene(tmp_path / "coarse.tif", width=60, height=40, panels=[(5, 5, 15, 25)], gsd=1.0,
+                         origin=(501_000.0, 5_300_000.0))
+    _score([fine.path, coarse.path], tmp_path / "panels.gpkg")
+    found = gpd.read_file(tmp_path / "panels.gpkg")
+    for spec in (fine, coarse):
+        # Within one model pixel (0.5 m) of the truth.
+        _match(found[found["source"] == str(spec.path)], spec, tolerance_px=0.5 / spec.gsd + 0.01)
+
+
+def test_a_panel_across_tile_and_strip_seams_is_one_polygon(tmp_path, monkeypatch):
+    monkeypatch.setattr(scoring, "STRIP_PIXELS", 200 * 16)  # 16-row vectorising strips
+    # 32 px tiles overlapping by 8: seams every 24 px; the long panel crosses 6 tiles, the tall one 3 strips.
+    spec = write_scene(tmp_path / "wide.tif", width=200, height=70, panels=[(20, 10, 30, 180), (5, 185, 60, 195)])
+    _score([spec.path], tmp_path / "panels.parquet")
+    found = gpd.read_parquet(tmp_path / "panels.parquet")
+    _match(found, spec)
+    assert found.geom_type.eq("Polygon").all()
+
+
+def test_scene_smaller_than_a_tile(tmp_path):
+    spec = write_scene(tmp_path / "small.tif", width=20, height=13, panels=[(3, 4, 9, 15)])
+    _score([spec.path], tmp_path / "panels.geojson")
+    _match(gpd.read_file(tmp_path / "panels.geojson"), spec)
+
+
+@pytest.mark.parametrize("layout", ["rgb", "rgba"])
+def test_nodata_never_gives_panels(tmp_path, layout):
+    # The second panel lies under nodata (or transparent alpha), the first half under it.
+    spec = write_scene(
+        tmp_path / "holes.tif", width=80, height=60, panels=[(10, 10, 20, 50), (40, 40, 50, 70)],
+        nodata=0 if layout == "rgb" else None, nodata_box=(0, 30, 60, 80), layout=layout,
+    )
+    _score([spec.path], tmp_path / "panels.geojson", masks_dir=tmp_path / "masks")
+    found = gpd.read_file(tmp_path / "panels.geojson").to_crs(spec.crs)
+    assert len(found) == 1
+    left_half = shapely.clip_by_rect(spec.panels[0], *spec.panels[0].bounds[:2], *(spec.transform @ (30, 10)))
+    assert shapely.hausdorff_distance(found.geometry.iloc[0], left_half) <= spec.gsd
+    with rasterio.open(tmp_path / "masks" / "holes.tif") as mask:
+        assert mask.read(1)[:, 30:].max() == 0
+
+
+def test_masks_and_tiles_csv(tmp_path):
+    spec = write_scene(tmp_path / "a.tif", width=64, height=48, panels=[(10, 10, 20, 30)])
+    empty = write_scene(tmp_path / "b.tif", width=40, height=40, panels=[], seed=1)
+    _score([tmp_path], tmp_path / "out" / "panels.geojson", masks_dir=tmp_path / "masks",
+           tiles_csv=tmp_path / "tiles.csv")
+    with rasterio.open(spec.path) as src, rasterio.open(tmp_path / "masks" / "a.tif") as mask:
+        assert (mask.count, mask.dtypes[0], mask.shape) == (1, "uint8", src.shape)
+        assert mask.crs == src.crs and mask.transform == src.transform
+        probability = mask.read(1)
+    assert probability[12:18, 12:28].min() > 200 and probability[30:, :].max() < 20
+    rows = (tmp_path / "tiles.csv").read_text().splitlines()
+    assert rows[0] == "path,panel_probability,has_panels"
+    assert rows[1:] == [f"{spec.path},0.950000,true", f"{empty.path},0.020000,false"]
+
+
+def test_geojson_is_rfc7946(tmp_path):
+    spec = write_scene(tmp_path / "a.tif", width=64, height=48, panels=[(10, 10, 20, 30)], crs="EPSG:2056",
+                       origin=(2_600_000.0, 1_200_000.0))
+    _score([spec.path], tmp_path / "panels.geojson")
+    doc = json.loads((tmp_path / "panels.geojson").read_text())
+    assert "crs" not in doc
+    ring = np.array(doc["features"][0]["geometry"]["coordinates"][0])
+    assert 7.0 < ring[0, 0] < 8.0 and 46.0 < ring[0, 1] < 47.5  # lon, lat near Bern
+    assert shapely.Polygon(ring).exterior.is_ccw
+    assert np.allclose(ring, np.round(ring, 7), rtol=0, atol=1e-12)
+
+
+def test_unreferenced_tiles_are_counted_but_not_mapped(tmp_path):
+    png = write_scene(tmp_path / "plain.png", width=40, height=40, panels=[(5, 5, 15, 25)], crs=None,
+                      driver="PNG")
+    geo = write_scene(tmp_path / "geo.tif", width=40, height=40, panels=[(5, 5, 15, 25)])
+    no_crs = write_scene(tmp_path / "nocrs.tif", width=40, height=40, panels=[], crs=None)
+
+    summary = _score([png.path, geo.path, no_crs.path], tmp_path / "panels.geojson")
+    assert summary.exit_code == 1 and list(summary.failures) == [str(png.path), str(no_crs.path)]
+    assert all("--gsd" in reason for reason in summary.failures.values())
+
+    summary = _score([png.path, geo.path], tmp_path / "with_gsd.geojson", gsd_m=0.25,
+                     masks_dir=tmp_path / "masks", tiles_csv=tmp_path / "tiles.csv")
+    assert summary.exit_code == 0 and summary.panels == 2
+    assert summary.unreferenced == {str(png.path): 1}
+    # 200 pixels each; the PNG (0.25 m) is read at the model's 0.5 m, so its outline is good to one model pixel.
+    assert summary.area_m2 == pytest.approx(200 * 0.25**2 + 200 * 0.5**2, abs=30 * 0.5 * 0.25)
+    assert len(gpd.read_file(tmp_path / "with_gsd.geojson")) == 1
+    assert (tmp_path / "masks" / "plain.png").is_file()
+    assert "plain.png,0.950000,true" in (tmp_path / "tiles.csv").read_text()
+
+
+def test_bad_inputs_are_reported_and_the_rest_is_scored(tmp_path):
+    good = write_scene(tmp_path / "good.tif", width=40, height=40, panels=[(5, 5, 15, 25)])
+    (tmp_path / "garbage.tif").write_bytes(b"not a tiff at all")
+    truncated = tmp_path / "truncated.tif"
+    write_scene(truncated, width=300, height=300, panels=[], seed=3)
+    truncated.write_bytes(truncated.read_bytes()[:50_000])
+    empty = write_scene(tmp_path / "empty.tif", width=40, height=40, panels=[], nodata=0, nodata_box=(0, 0, 40, 40))
+    grey = tmp_path / "grey.tif"
+    with rasterio.open(grey, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8", crs="EPSG:32632",
+                       transform=good.transform) as dst:
+        dst.write(np.zeros((1, 8, 8), np.uint8))
+
+    summary = _score([tmp_path, tmp_path / "missing.tif"], tmp_path / "out" / "panels.geojson")
+    assert summary.exit_code == 1
+    assert summary.scored == 1 and summary.panels == 1
+    reasons = summary.failures
+    assert set(reasons) == {str(tmp_path / n) for n in
+                            ("garbage.tif", "truncated.tif", "empty.tif", "grey.tif", "missing.tif")}
+    for path, reason in reasons.items():
+        assert reason.startswith(path)
+    assert "no valid pixel" in reasons[str(empty.path)]
+    assert "bands" in reasons[str(grey)]
+    assert len(gpd.read_file(tmp_path / "out" / "panels.geojson")) == 1
+    print(summary.report())
+
+
+def test_resume_skips_finished_scenes(tmp_path):
+    a = write_scene(tmp_path / "a.tif", width=40, height=40, panels=[(5, 5, 15, 25)])
+    b = write_scene(tmp_path / "b.tif", width=40, height=40, panels=[(20, 5, 30, 25)], seed=2)
+    out = tmp_path / "panels.geojson"
+    first = _score([tmp_path], out)
+    assert (first.scored, first.resumed) == (2, 0)
+
+    predictor = DarkBluePredictor()
+    again = _score([tmp_path], out, predictor=predictor)
+    assert (again.scored, again.resumed, again.panels) == (0, 2, 2) and predictor.batches == 0
+    assert len(gpd.read_file(out)) == 2
+
+    write_scene(b.path, width=40, height=40, panels=[], seed=4)  # b changes: only b is scored again
+    changed = _score([tmp_path], out)
+    assert (changed.scored, changed.resumed, changed.panels) == (1, 1, 1)
+
+    forced = _score([a.path], out, resume=False)
+    assert (forced.scored, forced.resumed) == (1, 0)
+    assert _score([tmp_path], out, threshold=0.9).scored == 2  # other options: results differ, nothing reused
+
+
+def test_options_reject_unknown_keys_and_bad_values(tmp_path):
+    with pytest.raises(ScoringConfigError, match="unknown scoring options"):
+        ScoreOptions.from_dict({"batchsize": 4})
+    assert ScoreOptions.from_dict({"masks_dir": "m", "batch_size": 4}).masks_dir == Path("m")
+    with pytest.raises(ScoringConfigError, match="overlap"):
+        ScoreOptions(overlap=1.5)
+    with pytest.raises(ScoringConfigError, match="unsupported output format"):
+        _score([tmp_path], tmp_path / "panels.shp")
+    with pytest.raises(ScoringConfigError, match="no input rasters"):
+        _score([tmp_path], tmp_path / "panels.geojson")
