@@ -194,6 +194,9 @@ def test_real_datasets_import(real_catalog, shared_data):
         for item in items
         if item.source == NREL
     )
+    nrel_bands = {item.properties["subset"]: item.bands for item in items if item.source == NREL}
+    rgb, palette = ("red", "green", "blue"), ("palette",)
+    assert nrel_bands == {"segmentation": rgb, "negatives": palette, "mount_detection": palette}
 
 
 def test_real_bangkok_masks_match_their_polygons(real_catalog, shared_data):
