@@ -32,6 +32,7 @@ import pystac
 from .candidates import mask_candidates, polygon_candidates, presence_candidates
 from .checksums import file_checksum
 from .errors import (
+    CatalogError,
     CatalogExistsError,
     CatalogFormatError,
     CatalogNotFoundError,
@@ -72,7 +73,10 @@ class Catalog:
         catalog = cls(directory)
         if catalog._catalog_file.exists():
             raise CatalogExistsError(f"a catalog already exists in {catalog.directory}")
-        catalog.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            catalog.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CatalogError(f"cannot create a catalog in {catalog.directory}: {exc}") from None
         catalog._root = pystac.Catalog(
             id=CATALOG_ID,
             description="Overhead imagery labelled for solar panels (masks, polygons or tile-level presence).",
