@@ -1,0 +1,46 @@
+"""PanelNet detector: tile classifier plus per-pixel decoder at input resolution."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import models
+
+
+@pytest.fixture(scope="module")
+def detector():
+    torch.manual_seed(0)
+    return models.create_model("panelnet_res2netplus50").eval()
+
+
+@pytest.mark.parametrize("size", [(64, 64), (101, 101), (70, 130)])
+def test_outputs_at_input_size_for_any_size(detector, size):
+    with torch.no_grad():
+        out = detector(torch.randn(2, 3, *size))
+    assert out.tile_logit.shape == (2,)
+    assert out.mask_logit.shape == (2, 1, *size)
+
+
+def test_classifier_only_skips_decoder(detector):
+    with torch.no_grad():
+        out = detector(torch.randn(1, 3, 64, 64), with_mask=False)
+        full = detector(torch.randn(1, 3, 64, 64))
+    assert out.mask_logit is None and full.mask_logit is not None
+
+
+def test_encode_classify_segment_equal_forward(detector):
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        features = detector.encode(x)
+        out = detector(x)
+        torch.testing.assert_close(detector.classify(features), out.tile_logit)
+        torch.testing.assert_close(detector.segment(features, (96, 96)), out.mask_logit)
+
+
+def test_detector_trains_on_four_bands():
+    model = models.create_model("panelnet_res2netplus50", in_chans=4).train()
+    out = model(torch.randn(2, 4, 64, 64))
+    (out.tile_logit.sum() + out.mask_logit.mean()).backward()
+    assert model.encoder.conv1[0].weight.grad is not None
+    assert model.decoder.logit.weight.grad is not None
