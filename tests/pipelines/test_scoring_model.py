@@ -1,0 +1,67 @@
+"""Scoring through the real PanelNet detector (Res2NetPlus50), made deterministic by fixing its output layers."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+import torch
+from fixtures.scenes import MEAN, STD, write_scene
+
+import models
+from models import Bundle, BundleMetadata
+from pipelines.predictors import ModelPredictor
+from pipelines.runtime import Runtime
+from pipelines.scoring import ScoreOptions, score
+
+
+@pytest.fixture(scope="module")
+def detector() -> models.PanelNet:
+    torch.manual_seed(0)
+    return models.create_model("panelnet_res2netplus50").eval()
+
+
+def _predictor(detector: models.PanelNet, tile_logit: float, pixel_logit: float, gate: bool) -> ModelPredictor:
+    """The detector with its last layers fixed: every tile and pixel gets the given logits."""
+    with torch.no_grad():
+        for layer, logit in ((detector.classifier[-1], tile_logit), (detector.decoder.logit, pixel_logit)):
+            layer.weight.zero_()
+            layer.bias.fill_(logit)
+    metadata = BundleMetadata(
+        architecture="panelnet_res2netplus50", model_kwargs={}, bands=["red", "green", "blue"], norm_mean=MEAN,
+        norm_std=STD, gsd_m=0.5, tile_size=64,
+    )
+    return ModelPredictor(Bundle(detector, metadata), Runtime.resolve("cpu", "fp32"), gate=gate)
+
+
+def test_real_model_polygon_covers_exactly_the_valid_ground(tmp_path, detector):
+    # A sure 'panel everywhere' model: the valid part of the scene (left of the nodata block) is one polygon.
+    spec = write_scene(tmp_path / "scene.tif", width=100, height=70, panels=[], nodata=0, nodata_box=(0, 60, 70, 100))
+    summary = score([spec.path], tmp_path / "panels.geojson", ScoreOptions(progress=False),
+                    _predictor(detector, 8.0, 8.0, gate=True))
+    found = gpd.read_file(tmp_path / "panels.geojson")
+    assert summary.exit_code == 0 and len(found) == 1
+    valid = shapely.box(*(spec.transform @ (0, 70)), *(spec.transform @ (60, 0)))
+    assert shapely.hausdorff_distance(found.to_crs(spec.crs).geometry.iloc[0], valid) <= spec.gsd
+    assert found["area_m2"].iloc[0] == pytest.approx(60 * 70 * 0.25, rel=1e-3)
+    assert found["confidence"].iloc[0] == pytest.approx(torch.sigmoid(torch.tensor(8.0)).item(), abs=0.01)
+    assert found["model"].iloc[0].startswith("panelnet_res2netplus50")
+
+
+def test_classifier_gates_the_decoder(tmp_path, detector):
+    batch = np.zeros((2, 3, 64, 64), np.float32)
+    gated = _predictor(detector, -8.0, 8.0, gate=True).predict(batch)
+    assert not gated.segmented.any() and gated.pixel_probability.max() == 0.0
+    assert gated.tile_probability.max() < 0.01
+
+    ungated = _predictor(detector, -8.0, 8.0, gate=False).predict(batch)
+    assert ungated.segmented.all() and ungated.pixel_probability.min() > 0.99
+
+    spec = write_scene(tmp_path / "scene.tif", width=60, height=60, panels=[])
+    options = ScoreOptions(progress=False, tiles_csv=tmp_path / "tiles.csv")
+    assert score([spec.path], tmp_path / "gated.geojson", options,
+                 _predictor(detector, -8.0, 8.0, gate=True)).panels == 0
+    assert score([spec.path], tmp_path / "ungated.geojson", options,
+                 _predictor(detector, -8.0, 8.0, gate=False)).panels == 1
+    assert (tmp_path / "tiles.csv").read_text().splitlines()[1].endswith(",false")
