@@ -13,29 +13,45 @@ import typer
 
 def score(
     inputs: Annotated[list[Path], typer.Argument(help="Raster files and/or folders (searched recursively).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Panel layer to write: .geojson, .gpkg or .parquet.")],
-    model: Annotated[Path | None, typer.Option(help="Model bundle (.safetensors); default: the shipped model.")] = None,
-    tiles_csv: Annotated[Path | None, typer.Option(help="Write path,panel_probability,has_panels per image.")] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Panel layer to write: .geojson, .gpkg or .parquet.")
+    ],
+    model: Annotated[
+        Path | None, typer.Option(help="Model bundle (.safetensors); default: the shipped model.")
+    ] = None,
+    tiles_csv: Annotated[
+        Path | None, typer.Option(help="Write path,panel_probability,has_panels per image.")
+    ] = None,
     masks_dir: Annotated[
         Path | None, typer.Option(help="Write a uint8 panel-probability raster per image into this folder.")
     ] = None,
     gsd: Annotated[
-        float | None, typer.Option(help="Ground sample distance (m) of inputs without a CRS (plain PNG/JPEG).")
+        float | None,
+        typer.Option(help="Ground sample distance (m) of inputs without a CRS (plain PNG/JPEG)."),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Tiles per inference batch.")] = 8,
     threshold: Annotated[
-        float | None, typer.Option(min=0.0, max=1.0, help="Pixel probability for a panel; default: the model's.")
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Pixel probability for a panel; default: the model's."),
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Threads reading tiles ahead of inference.")] = 2,
-    gate: Annotated[bool, typer.Option("--gate/--no-gate", help="Skip segmenting tiles the classifier calls empty.")] = True,
+    gate: Annotated[
+        bool, typer.Option("--gate/--no-gate", help="Skip segmenting tiles the classifier calls empty.")
+    ] = True,
     min_area: Annotated[float, typer.Option(min=0.0, help="Drop polygons smaller than this (m2).")] = 1.0,
     regularise: Annotated[
-        bool, typer.Option("--regularise/--no-regularise", help="Square up polygons that fit their rotated rectangle.")
+        bool,
+        typer.Option(
+            "--regularise/--no-regularise", help="Square up polygons that fit their rotated rectangle."
+        ),
     ] = False,
     resume: Annotated[
-        bool, typer.Option("--resume/--no-resume", help="Skip inputs finished by an earlier run into the same --out.")
+        bool,
+        typer.Option(
+            "--resume/--no-resume", help="Skip inputs finished by an earlier run into the same --out."
+        ),
     ] = True,
 ) -> None:
     """Find solar panels in rasters and write them as georeferenced polygons."""
@@ -45,9 +61,19 @@ def score(
 
     try:
         options = ScoreOptions(
-            model=model, tiles_csv=tiles_csv, masks_dir=masks_dir, gsd_m=gsd, device=device, precision=precision,
-            batch_size=batch_size, workers=workers, threshold=threshold, gate=gate, min_area_m2=min_area,
-            regularise=regularise, resume=resume,
+            model=model,
+            tiles_csv=tiles_csv,
+            masks_dir=masks_dir,
+            gsd_m=gsd,
+            device=device,
+            precision=precision,
+            batch_size=batch_size,
+            workers=workers,
+            threshold=threshold,
+            gate=gate,
+            min_area_m2=min_area,
+            regularise=regularise,
+            resume=resume,
         )
         summary = run(inputs, out, options)
     except (ScoringConfigError, ModelNotFoundError) as exc:

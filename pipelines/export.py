@@ -18,7 +18,11 @@ from pipelines.errors import ScoringConfigError
 OUTPUT_CRS = "EPSG:4326"
 _WRITERS: dict[str, Callable[[gpd.GeoDataFrame, Path, str], None]] = {
     ".geojson": lambda frame, path, layer: frame.to_file(
-        path, driver="GeoJSON", layer=layer, engine="pyogrio", geometry_type="Polygon",
+        path,
+        driver="GeoJSON",
+        layer=layer,
+        engine="pyogrio",
+        geometry_type="Polygon",
         layer_options={"RFC7946": "YES", "COORDINATE_PRECISION": "7"},
     ),
     ".gpkg": lambda frame, path, layer: frame.to_file(
@@ -55,8 +59,15 @@ def combine(panel_sets: Iterable[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
         panels = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=OUTPUT_CRS)
     else:
         panels = gpd.GeoDataFrame({c: [] for c in COLUMNS}, geometry=gpd.GeoSeries([], crs=OUTPUT_CRS))
-        panels = panels.astype({"panel_id": "int64", "confidence": "float64", "area_m2": "float64",
-                                "centroid_lon": "float64", "centroid_lat": "float64"})
+        panels = panels.astype(
+            {
+                "panel_id": "int64",
+                "confidence": "float64",
+                "area_m2": "float64",
+                "centroid_lon": "float64",
+                "centroid_lat": "float64",
+            }
+        )
     panels["panel_id"] = range(1, len(panels) + 1)
     panels.geometry = shapely.orient_polygons(panels.geometry.to_numpy(), exterior_cw=False)
     return panels

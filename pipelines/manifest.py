@@ -75,7 +75,8 @@ class Manifest:
     def record(self, source: Path, record: SceneRecord) -> None:
         self.scenes[str(source)] = record
         data = {
-            "format_version": FORMAT_VERSION, "fingerprint": self.fingerprint,
+            "format_version": FORMAT_VERSION,
+            "fingerprint": self.fingerprint,
             "scenes": {k: dataclasses.asdict(v) for k, v in self.scenes.items()},
         }
         with atomic_path(self.path) as partial:

@@ -43,13 +43,17 @@ class Predictor(Protocol):
 class ModelPredictor:
     """A PanelNet bundle: one encoder pass, the classifier, then the decoder only on tiles over the gate threshold."""
 
-    def __init__(self, bundle: Bundle, runtime: Runtime, gate: bool = True, gate_threshold: float | None = None):
+    def __init__(
+        self, bundle: Bundle, runtime: Runtime, gate: bool = True, gate_threshold: float | None = None
+    ):
         self.metadata = bundle.metadata
         self.runtime = runtime
         self.model = runtime.prepare(bundle.model).eval()
         self.gate = gate
         # Below the tile decision threshold, so the gate only skips tiles the classifier is sure about.
-        self.gate_threshold = self.metadata.thresholds["tile"] / 2 if gate_threshold is None else gate_threshold
+        self.gate_threshold = (
+            self.metadata.thresholds["tile"] / 2 if gate_threshold is None else gate_threshold
+        )
         stem = bundle.path.stem if bundle.path else self.metadata.architecture
         self.name = f"{stem} ({self.metadata.architecture} {self.metadata.package_version})"
 
@@ -73,7 +77,10 @@ def default_bundle_path() -> Path:
 
 
 def load_predictor(
-    bundle_path: Path | None, device: str = "auto", precision: str = "auto", gate: bool = True,
+    bundle_path: Path | None,
+    device: str = "auto",
+    precision: str = "auto",
+    gate: bool = True,
     gate_threshold: float | None = None,
 ) -> ModelPredictor:
     """Load a bundle (the shipped one when ``bundle_path`` is None) onto a device as a predictor."""

@@ -33,9 +33,18 @@ class ModelGridProbability:
     def __init__(self, path: Path, grid: ModelGrid) -> None:
         self.path, self.grid = path, grid
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a pixel grid only; never shown to users
+            warnings.simplefilter(
+                "ignore", NotGeoreferencedWarning
+            )  # a pixel grid only; never shown to users
             self._dataset = rasterio.open(
-                path, "w+", driver="GTiff", width=grid.width, height=grid.height, count=1, dtype="uint8", **_TILED
+                path,
+                "w+",
+                driver="GTiff",
+                width=grid.width,
+                height=grid.height,
+                count=1,
+                dtype="uint8",
+                **_TILED,
             )
 
     def __enter__(self) -> Self:
@@ -47,12 +56,16 @@ class ModelGridProbability:
 
     def write_rows(self, row: int, probability: np.ndarray) -> None:
         """Sink for ``StripBlender``: store blended rows."""
-        self._dataset.write(to_uint8(probability), 1, window=Window(0, row, probability.shape[1], probability.shape[0]))
+        self._dataset.write(
+            to_uint8(probability), 1, window=Window(0, row, probability.shape[1], probability.shape[0])
+        )
 
     def read_source_rows(self, scene: Scene, row: int, rows: int) -> np.ndarray:
         """Probability (uint8) of source rows [row, row + rows) on the scene's own pixel grid, resampled bilinearly."""
         window = Window(0, row / self.grid.scale_y, self.grid.width, rows / self.grid.scale_y)
-        return self._dataset.read(1, window=window, out_shape=(rows, scene.width), resampling=Resampling.bilinear)
+        return self._dataset.read(
+            1, window=window, out_shape=(rows, scene.width), resampling=Resampling.bilinear
+        )
 
 
 class MaskWriter:
@@ -70,8 +83,15 @@ class MaskWriter:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             self._dataset = rasterio.open(
-                self._tiff, "w", driver="GTiff", width=scene.width, height=scene.height, count=1, dtype="uint8",
-                **georef, **_TILED,
+                self._tiff,
+                "w",
+                driver="GTiff",
+                width=scene.width,
+                height=scene.height,
+                count=1,
+                dtype="uint8",
+                **georef,
+                **_TILED,
             )
 
     def write_rows(self, row: int, probability: np.ndarray) -> None:

@@ -67,7 +67,9 @@ class SceneReader:
                 self._handles.append(handle)
         return handle
 
-    def _read(self, window: Window, out_shape: tuple[int, int], resampling: Resampling) -> tuple[np.ndarray, np.ndarray]:
+    def _read(
+        self, window: Window, out_shape: tuple[int, int], resampling: Resampling
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Bands in model order and their all-bands validity (nodata, alpha, NaN) over a source window."""
         indexes = list(self.scene.band_indexes)
         shape = (len(indexes), *out_shape)
@@ -100,7 +102,9 @@ class SceneReader:
         return self._read(window, (int(window.height), int(window.width)), Resampling.nearest)[1]
 
 
-def iter_batches(reader: SceneReader, tiles: list[Tile], batch_size: int, workers: int) -> Iterator[TileBatch]:
+def iter_batches(
+    reader: SceneReader, tiles: list[Tile], batch_size: int, workers: int
+) -> Iterator[TileBatch]:
     """Batches of tiles in order, read by ``workers`` threads that keep a few batches ahead of the consumer."""
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="solarscan-read") as pool:
         ahead = batch_size * (max(1, workers) + 1)

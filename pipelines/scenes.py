@@ -58,8 +58,10 @@ def find_inputs(inputs: Iterable[str | Path], exclude: Iterable[Path] = ()) -> l
         path = Path(item).resolve()
         if path.is_dir():
             for child in sorted(path.rglob("*")):
-                if child.suffix.lower() in RASTER_SUFFIXES and child.is_file() and not any(
-                    child.is_relative_to(e) for e in excluded
+                if (
+                    child.suffix.lower() in RASTER_SUFFIXES
+                    and child.is_file()
+                    and not any(child.is_relative_to(e) for e in excluded)
                 ):
                     found[child] = None
         else:
@@ -99,11 +101,20 @@ def open_scene(path: Path, bands: list[str], gsd_m: float | None = None) -> Scen
                         "pass --gsd METRES to score it in pixel coordinates"
                     )
                 return Scene(
-                    path=path, crs=crs, transform=transform, width=src.width, height=src.height, dtype=dtype,
-                    nodata=src.nodata, gsd_m=gsd, band_indexes=band_indexes,
+                    path=path,
+                    crs=crs,
+                    transform=transform,
+                    width=src.width,
+                    height=src.height,
+                    dtype=dtype,
+                    nodata=src.nodata,
+                    gsd_m=gsd,
+                    band_indexes=band_indexes,
                 )
     except RasterioError as exc:
-        raise SceneReadError(f"{path}: cannot be opened as a raster ({exc}); check that the file is complete") from None
+        raise SceneReadError(
+            f"{path}: cannot be opened as a raster ({exc}); check that the file is complete"
+        ) from None
 
 
 def select_bands(
@@ -128,7 +139,9 @@ def select_bands(
                 f"and none fits {name!r}; provide a raster with those bands"
             )
     if len(set(chosen)) != len(chosen):
-        raise BandLayoutError(f"{path}: bands {wanted} map to repeated source bands {chosen}; label the bands")
+        raise BandLayoutError(
+            f"{path}: bands {wanted} map to repeated source bands {chosen}; label the bands"
+        )
     return tuple(chosen)
 
 

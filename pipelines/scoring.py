@@ -38,8 +38,17 @@ from pipelines.vectorising import StripVectoriser, clean
 
 STRIP_PIXELS = 1 << 22  # source pixels per vectorising strip (bounds memory for any scene width)
 # Options that change results: a resumed batch reuses earlier scenes only if these are unchanged.
-_RESULT_OPTIONS = ("gsd_m", "threshold", "gate", "gate_threshold", "overlap", "min_area_m2", "simplify_px",
-                   "regularise", "masks_dir")
+_RESULT_OPTIONS = (
+    "gsd_m",
+    "threshold",
+    "gate",
+    "gate_threshold",
+    "overlap",
+    "min_area_m2",
+    "simplify_px",
+    "regularise",
+    "masks_dir",
+)
 
 
 @dataclass(frozen=True)
@@ -75,8 +84,12 @@ class ScoreOptions:
                 ("simplify_px", self.simplify_px, self.simplify_px >= 0, ">= 0"),
                 ("gsd_m", self.gsd_m, self.gsd_m is None or self.gsd_m > 0, "> 0"),
                 ("threshold", self.threshold, self.threshold is None or 0 < self.threshold <= 1, "in (0, 1]"),
-                ("gate_threshold", self.gate_threshold,
-                 self.gate_threshold is None or 0 <= self.gate_threshold <= 1, "in [0, 1]"),
+                (
+                    "gate_threshold",
+                    self.gate_threshold,
+                    self.gate_threshold is None or 0 <= self.gate_threshold <= 1,
+                    "in [0, 1]",
+                ),
             ]
             if not ok
         ]
@@ -90,7 +103,9 @@ class ScoreOptions:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ScoringConfigError(f"unknown scoring options {unknown}; known: {sorted(names)}")
-        paths = {k: Path(v) for k, v in data.items() if k in ("model", "tiles_csv", "masks_dir") and v is not None}
+        paths = {
+            k: Path(v) for k, v in data.items() if k in ("model", "tiles_csv", "masks_dir") and v is not None
+        }
         return cls(**{**data, **paths})
 
 
@@ -118,7 +133,9 @@ class ScoreSummary:
     failures: dict[str, str]  # input path -> reason
     panels: int  # all panels found, including those of inputs without a CRS
     area_m2: float
-    unreferenced: dict[str, int] = field(default_factory=dict)  # inputs without a CRS -> panels (not in output)
+    unreferenced: dict[str, int] = field(
+        default_factory=dict
+    )  # inputs without a CRS -> panels (not in output)
     seconds: float = 0.0
 
     @property
@@ -144,7 +161,10 @@ class ScoreSummary:
 
 
 def score_scene(
-    scene: Scene, predictor: Predictor, options: ScoreOptions, workdir: Path,
+    scene: Scene,
+    predictor: Predictor,
+    options: ScoreOptions,
+    workdir: Path,
     progress: Callable[[int], None] | None = None,
 ) -> SceneResult:
     """Score one scene: tiles -> predictor -> blended probability -> polygons with attributes.
@@ -176,7 +196,9 @@ def score_scene(
             if progress is not None:
                 progress(len(batch.tiles))
         if scored_tiles == 0:
-            raise EmptySceneError(f"{scene.path}: has no valid pixel (empty, all nodata or transparent); nothing to score")
+            raise EmptySceneError(
+                f"{scene.path}: has no valid pixel (empty, all nodata or transparent); nothing to score"
+            )
         blender.close()
 
         vectoriser = StripVectoriser(threshold)
@@ -187,7 +209,9 @@ def score_scene(
             for row in range(0, scene.height, strip_rows):
                 rows = min(strip_rows, scene.height - row)
                 probability = store.read_source_rows(scene, row, rows)
-                probability[~reader.read_valid(Window(0, row, scene.width, rows))] = 0  # nodata is never a panel
+                probability[~reader.read_valid(Window(0, row, scene.width, rows))] = (
+                    0  # nodata is never a panel
+                )
                 if masks is not None:
                     masks.write_rows(row, probability)
                 vectoriser.add(row, probability)
@@ -196,7 +220,9 @@ def score_scene(
             if masks is not None:
                 masks.close(keep=finished)
     pixel_area = scene.gsd_m[0] * scene.gsd_m[1]
-    polygons = clean(vectoriser.finish(), options.min_area_m2 / pixel_area, options.simplify_px, options.regularise)
+    polygons = clean(
+        vectoriser.finish(), options.min_area_m2 / pixel_area, options.simplify_px, options.regularise
+    )
     return SceneResult(
         scene=scene,
         panels=panel_set(polygons, scene, predictor.name),
@@ -209,7 +235,9 @@ def score_scene(
 
 
 def score(
-    inputs: Iterable[str | Path], out: str | Path, options: ScoreOptions = ScoreOptions(),
+    inputs: Iterable[str | Path],
+    out: str | Path,
+    options: ScoreOptions = ScoreOptions(),
     predictor: Predictor | None = None,
 ) -> ScoreSummary:
     """Score every raster in ``inputs`` (files and folders) into the panel layer ``out`` (.geojson/.gpkg/.parquet).
@@ -232,7 +260,9 @@ def score(
         )
     fingerprint = _fingerprint(predictor, options)
     manifest_path = out.with_name(out.name + ".manifest.json")
-    manifest = Manifest.load(manifest_path, fingerprint) if options.resume else Manifest(manifest_path, fingerprint)
+    manifest = (
+        Manifest.load(manifest_path, fingerprint) if options.resume else Manifest(manifest_path, fingerprint)
+    )
 
     records: dict[Path, SceneRecord] = {}
     failures: dict[str, str] = {}
@@ -255,12 +285,17 @@ def score(
 
     show = sys.stderr.isatty() if options.progress is None else options.progress
     parts_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=parts_dir, prefix=".work-") as workdir, tqdm(
-        total=sum(n for *_, n in todo), desc="all scenes", unit="tile", disable=not show, position=0
-    ) as overall:
+    with (
+        tempfile.TemporaryDirectory(dir=parts_dir, prefix=".work-") as workdir,
+        tqdm(
+            total=sum(n for *_, n in todo), desc="all scenes", unit="tile", disable=not show, position=0
+        ) as overall,
+    ):
         for scene, checksum, n_tiles in todo:
-            with tqdm(total=n_tiles, desc=scene.path.name, unit="tile", disable=not show, position=1,
-                      leave=False) as this_scene:
+            with tqdm(
+                total=n_tiles, desc=scene.path.name, unit="tile", disable=not show, position=1, leave=False
+            ) as this_scene:
+
                 def advance(n: int) -> None:
                     this_scene.update(n)
                     overall.update(n)
@@ -268,20 +303,31 @@ def score(
                 try:
                     result = score_scene(scene, predictor, options, Path(workdir), progress=advance)
                 except (ScoringError, RasterioError) as exc:
-                    failures[str(scene.path)] = str(exc) if isinstance(exc, ScoringError) else str(
-                        SceneReadError(f"{scene.path}: {exc}"))
+                    failures[str(scene.path)] = (
+                        str(exc)
+                        if isinstance(exc, ScoringError)
+                        else str(SceneReadError(f"{scene.path}: {exc}"))
+                    )
                     overall.update(n_tiles - this_scene.n)
                     continue
             records[scene.path] = _keep(result, checksum, parts_dir, manifest)
 
     done = [p for p in paths if p in records]
-    write_panels(combine(gpd.read_parquet(parts_dir / records[p].part) for p in done if records[p].georeferenced), out)
+    write_panels(
+        combine(gpd.read_parquet(parts_dir / records[p].part) for p in done if records[p].georeferenced), out
+    )
     if options.tiles_csv is not None:
-        write_tiles_csv(((str(p), records[p].tile_probability, records[p].has_panels) for p in done),
-                        options.tiles_csv)
+        write_tiles_csv(
+            ((str(p), records[p].tile_probability, records[p].has_panels) for p in done), options.tiles_csv
+        )
     return ScoreSummary(
-        output=out, inputs=len(paths), scored=len(done) - resumed, resumed=resumed, failures=failures,
-        panels=sum(records[p].panels for p in done), area_m2=sum(records[p].area_m2 for p in done),
+        output=out,
+        inputs=len(paths),
+        scored=len(done) - resumed,
+        resumed=resumed,
+        failures=failures,
+        panels=sum(records[p].panels for p in done),
+        area_m2=sum(records[p].area_m2 for p in done),
         unreferenced={str(p): records[p].panels for p in done if not records[p].georeferenced},
         seconds=time.perf_counter() - start,
     )
@@ -294,9 +340,14 @@ def _keep(result: SceneResult, checksum: str, parts_dir: Path, manifest: Manifes
     with atomic_path(parts_dir / part) as partial:
         result.panels.to_parquet(partial, index=False)
     record = SceneRecord(
-        checksum=checksum, part=part, panels=len(result.panels), area_m2=float(result.panels["area_m2"].sum()),
-        tile_probability=result.tile_probability, has_panels=bool(result.has_panels),
-        georeferenced=result.scene.georeferenced, mask=str(result.mask_path) if result.mask_path else None,
+        checksum=checksum,
+        part=part,
+        panels=len(result.panels),
+        area_m2=float(result.panels["area_m2"].sum()),
+        tile_probability=result.tile_probability,
+        has_panels=bool(result.has_panels),
+        georeferenced=result.scene.georeferenced,
+        mask=str(result.mask_path) if result.mask_path else None,
     )
     manifest.record(path, record)
     return record

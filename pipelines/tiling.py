@@ -23,8 +23,10 @@ class ModelGrid:
     def source_window(self, window: Window) -> Window:
         """The (fractional) source-pixel window covering a model-grid window."""
         return Window(
-            window.col_off * self.scale_x, window.row_off * self.scale_y,
-            window.width * self.scale_x, window.height * self.scale_y,
+            window.col_off * self.scale_x,
+            window.row_off * self.scale_y,
+            window.width * self.scale_x,
+            window.height * self.scale_y,
         )
 
 

@@ -52,8 +52,9 @@ class StripVectoriser:
             return
         pixels = np.bincount(labels.ravel(), minlength=count + 1)
         sums = np.bincount(labels.ravel(), weights=probability.ravel() / 255.0, minlength=count + 1)
-        shapes = features.shapes(labels.astype(np.int32), mask=panel, connectivity=4,
-                                 transform=Affine.translation(0, row))
+        shapes = features.shapes(
+            labels.astype(np.int32), mask=panel, connectivity=4, transform=Affine.translation(0, row)
+        )
         geoms, ids = zip(*((shapely.geometry.shape(g), int(v)) for g, v in shapes))
         ids = np.asarray(ids)
         self._parts.append(PixelPolygons(np.asarray(geoms, dtype=object), pixels[ids], sums[ids]))
@@ -89,7 +90,8 @@ def _merge_across_seams(polys: PixelPolygons, seams: np.ndarray) -> PixelPolygon
     order = np.argsort(component, kind="stable")
     groups = np.split(order, np.flatnonzero(np.diff(component[order])) + 1)  # one group per component id
     geometry = np.array(
-        [polys.geometry[g[0]] if len(g) == 1 else shapely.union_all(polys.geometry[g]) for g in groups], dtype=object
+        [polys.geometry[g[0]] if len(g) == 1 else shapely.union_all(polys.geometry[g]) for g in groups],
+        dtype=object,
     )
     return PixelPolygons(
         geometry,
@@ -104,7 +106,11 @@ def clean(polys: PixelPolygons, min_pixels: float, simplify_px: float, regularis
     Regularising replaces a polygon by its minimum rotated rectangle when it fills at least 85 % of it.
     """
     polys = polys.take(polys.pixels >= min_pixels)
-    geometry = shapely.simplify(polys.geometry, simplify_px, preserve_topology=True) if simplify_px > 0 else polys.geometry
+    geometry = (
+        shapely.simplify(polys.geometry, simplify_px, preserve_topology=True)
+        if simplify_px > 0
+        else polys.geometry
+    )
     if regularise and len(geometry):
         rectangles = shapely.oriented_envelope(geometry)
         fits = shapely.area(geometry) >= 0.85 * shapely.area(rectangles)

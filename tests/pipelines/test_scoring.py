@@ -38,7 +38,7 @@ def _match(found: gpd.GeoDataFrame, spec, tolerance_px: float = 1.0) -> None:
         assert len(hits) == 1, f"{panel} is split into {len(hits)} polygons"
         assert shapely.hausdorff_distance(hits.geometry.iloc[0], panel) <= tolerance_px * spec.gsd
         expected = _expected_area(panel, spec.crs)
-        ground_px = expected / panel.area * spec.gsd ** 2  # one pixel's ground area
+        ground_px = expected / panel.area * spec.gsd**2  # one pixel's ground area
         perimeter_px = panel.length / spec.gsd
         assert abs(hits["area_m2"].iloc[0] - expected) <= perimeter_px * ground_px / 2
 
@@ -55,15 +55,29 @@ def _match(found: gpd.GeoDataFrame, spec, tolerance_px: float = 1.0) -> None:
 )
 def test_panels_land_on_their_ground_coordinates(tmp_path, crs, origin, gsd, dtype, layout):
     spec = write_scene(
-        tmp_path / "scene.tif", width=90, height=70, panels=[(5, 6, 17, 30), (40, 50, 52, 86)], crs=crs,
-        origin=origin, gsd=gsd, dtype=dtype, layout=layout,
+        tmp_path / "scene.tif",
+        width=90,
+        height=70,
+        panels=[(5, 6, 17, 30), (40, 50, 52, 86)],
+        crs=crs,
+        origin=origin,
+        gsd=gsd,
+        dtype=dtype,
+        layout=layout,
     )
     summary = _score([spec.path], tmp_path / "panels.geojson")
     assert summary.exit_code == 0 and summary.panels == 2
     found = gpd.read_file(tmp_path / "panels.geojson")
     _match(found, spec)
-    assert set(found.columns) >= {"panel_id", "source", "confidence", "area_m2", "centroid_lon", "centroid_lat",
-                                  "model"}
+    assert set(found.columns) >= {
+        "panel_id",
+        "source",
+        "confidence",
+        "area_m2",
+        "centroid_lon",
+        "centroid_lat",
+        "model",
+    }
     assert (found["confidence"] > 0.9).all() and (found["source"] == str(spec.path)).all()
     centroids = found.to_crs(found.estimate_utm_crs()).centroid.to_crs("EPSG:4326")
     np.testing.assert_allclose(found["centroid_lon"], centroids.x, atol=1e-6)
@@ -72,8 +86,14 @@ def test_panels_land_on_their_ground_coordinates(tmp_path, crs, origin, gsd, dty
 
 def test_finer_and_coarser_imagery_is_resampled_to_the_model_resolution(tmp_path):
     fine = write_scene(tmp_path / "fine.tif", width=160, height=120, panels=[(10, 12, 40, 70)], gsd=0.25)
-    coarse = write_scene(tmp_path / "coarse.tif", width=60, height=40, panels=[(5, 5, 15, 25)], gsd=1.0,
-                         origin=(501_000.0, 5_300_000.0))
+    coarse = write_scene(
+        tmp_path / "coarse.tif",
+        width=60,
+        height=40,
+        panels=[(5, 5, 15, 25)],
+        gsd=1.0,
+        origin=(501_000.0, 5_300_000.0),
+    )
     _score([fine.path, coarse.path], tmp_path / "panels.gpkg")
     found = gpd.read_file(tmp_path / "panels.gpkg")
     for spec in (fine, coarse):
@@ -84,7 +104,9 @@ def test_finer_and_coarser_imagery_is_resampled_to_the_model_resolution(tmp_path
 def test_a_panel_across_tile_and_strip_seams_is_one_polygon(tmp_path, monkeypatch):
     monkeypatch.setattr(scoring, "STRIP_PIXELS", 200 * 16)  # 16-row vectorising strips
     # 32 px tiles overlapping by 8: seams every 24 px; the long panel crosses 6 tiles, the tall one 3 strips.
-    spec = write_scene(tmp_path / "wide.tif", width=200, height=70, panels=[(20, 10, 30, 180), (5, 185, 60, 195)])
+    spec = write_scene(
+        tmp_path / "wide.tif", width=200, height=70, panels=[(20, 10, 30, 180), (5, 185, 60, 195)]
+    )
     _score([spec.path], tmp_path / "panels.parquet")
     found = gpd.read_parquet(tmp_path / "panels.parquet")
     _match(found, spec)
@@ -101,8 +123,13 @@ def test_scene_smaller_than_a_tile(tmp_path):
 def test_nodata_never_gives_panels(tmp_path, layout):
     # The second panel lies under nodata (or transparent alpha), the first half under it.
     spec = write_scene(
-        tmp_path / "holes.tif", width=80, height=60, panels=[(10, 10, 20, 50), (40, 40, 50, 70)],
-        nodata=0 if layout == "rgb" else None, nodata_box=(0, 30, 60, 80), layout=layout,
+        tmp_path / "holes.tif",
+        width=80,
+        height=60,
+        panels=[(10, 10, 20, 50), (40, 40, 50, 70)],
+        nodata=0 if layout == "rgb" else None,
+        nodata_box=(0, 30, 60, 80),
+        layout=layout,
     )
     _score([spec.path], tmp_path / "panels.geojson", masks_dir=tmp_path / "masks")
     found = gpd.read_file(tmp_path / "panels.geojson").to_crs(spec.crs)
@@ -116,8 +143,12 @@ def test_nodata_never_gives_panels(tmp_path, layout):
 def test_masks_and_tiles_csv(tmp_path):
     spec = write_scene(tmp_path / "a.tif", width=64, height=48, panels=[(10, 10, 20, 30)])
     empty = write_scene(tmp_path / "b.tif", width=40, height=40, panels=[], seed=1)
-    _score([tmp_path], tmp_path / "out" / "panels.geojson", masks_dir=tmp_path / "masks",
-           tiles_csv=tmp_path / "tiles.csv")
+    _score(
+        [tmp_path],
+        tmp_path / "out" / "panels.geojson",
+        masks_dir=tmp_path / "masks",
+        tiles_csv=tmp_path / "tiles.csv",
+    )
     with rasterio.open(spec.path) as src, rasterio.open(tmp_path / "masks" / "a.tif") as mask:
         assert (mask.count, mask.dtypes[0], mask.shape) == (1, "uint8", src.shape)
         assert mask.crs == src.crs and mask.transform == src.transform
@@ -129,8 +160,14 @@ def test_masks_and_tiles_csv(tmp_path):
 
 
 def test_geojson_is_rfc7946(tmp_path):
-    spec = write_scene(tmp_path / "a.tif", width=64, height=48, panels=[(10, 10, 20, 30)], crs="EPSG:2056",
-                       origin=(2_600_000.0, 1_200_000.0))
+    spec = write_scene(
+        tmp_path / "a.tif",
+        width=64,
+        height=48,
+        panels=[(10, 10, 20, 30)],
+        crs="EPSG:2056",
+        origin=(2_600_000.0, 1_200_000.0),
+    )
     _score([spec.path], tmp_path / "panels.geojson")
     doc = json.loads((tmp_path / "panels.geojson").read_text())
     assert "crs" not in doc
@@ -141,8 +178,9 @@ def test_geojson_is_rfc7946(tmp_path):
 
 
 def test_unreferenced_tiles_are_counted_but_not_mapped(tmp_path):
-    png = write_scene(tmp_path / "plain.png", width=40, height=40, panels=[(5, 5, 15, 25)], crs=None,
-                      driver="PNG")
+    png = write_scene(
+        tmp_path / "plain.png", width=40, height=40, panels=[(5, 5, 15, 25)], crs=None, driver="PNG"
+    )
     geo = write_scene(tmp_path / "geo.tif", width=40, height=40, panels=[(5, 5, 15, 25)])
     no_crs = write_scene(tmp_path / "nocrs.tif", width=40, height=40, panels=[], crs=None)
 
@@ -150,8 +188,13 @@ def test_unreferenced_tiles_are_counted_but_not_mapped(tmp_path):
     assert summary.exit_code == 1 and list(summary.failures) == [str(png.path), str(no_crs.path)]
     assert all("--gsd" in reason for reason in summary.failures.values())
 
-    summary = _score([png.path, geo.path], tmp_path / "with_gsd.geojson", gsd_m=0.25,
-                     masks_dir=tmp_path / "masks", tiles_csv=tmp_path / "tiles.csv")
+    summary = _score(
+        [png.path, geo.path],
+        tmp_path / "with_gsd.geojson",
+        gsd_m=0.25,
+        masks_dir=tmp_path / "masks",
+        tiles_csv=tmp_path / "tiles.csv",
+    )
     assert summary.exit_code == 0 and summary.panels == 2
     assert summary.unreferenced == {str(png.path): 1}
     # 200 pixels each; the PNG (0.25 m) is read at the model's 0.5 m, so its outline is good to one model pixel.
@@ -167,18 +210,30 @@ def test_bad_inputs_are_reported_and_the_rest_is_scored(tmp_path):
     truncated = tmp_path / "truncated.tif"
     write_scene(truncated, width=300, height=300, panels=[], seed=3)
     truncated.write_bytes(truncated.read_bytes()[:50_000])
-    empty = write_scene(tmp_path / "empty.tif", width=40, height=40, panels=[], nodata=0, nodata_box=(0, 0, 40, 40))
+    empty = write_scene(
+        tmp_path / "empty.tif", width=40, height=40, panels=[], nodata=0, nodata_box=(0, 0, 40, 40)
+    )
     grey = tmp_path / "grey.tif"
-    with rasterio.open(grey, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8", crs="EPSG:32632",
-                       transform=good.transform) as dst:
+    with rasterio.open(
+        grey,
+        "w",
+        driver="GTiff",
+        width=8,
+        height=8,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:32632",
+        transform=good.transform,
+    ) as dst:
         dst.write(np.zeros((1, 8, 8), np.uint8))
 
     summary = _score([tmp_path, tmp_path / "missing.tif"], tmp_path / "out" / "panels.geojson")
     assert summary.exit_code == 1
     assert summary.scored == 1 and summary.panels == 1
     reasons = summary.failures
-    assert set(reasons) == {str(tmp_path / n) for n in
-                            ("garbage.tif", "truncated.tif", "empty.tif", "grey.tif", "missing.tif")}
+    assert set(reasons) == {
+        str(tmp_path / n) for n in ("garbage.tif", "truncated.tif", "empty.tif", "grey.tif", "missing.tif")
+    }
     for path, reason in reasons.items():
         assert reason.startswith(path)
     assert "no valid pixel" in reasons[str(empty.path)]

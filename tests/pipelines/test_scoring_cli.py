@@ -20,8 +20,13 @@ pytestmark = pytest.mark.slow
 def bundle(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "fresh.safetensors"
     metadata = BundleMetadata(
-        architecture="panelnet_res2netplus50", model_kwargs={}, bands=["red", "green", "blue"],
-        norm_mean=[0.4, 0.45, 0.35], norm_std=[0.2, 0.2, 0.2], gsd_m=0.3, tile_size=256,
+        architecture="panelnet_res2netplus50",
+        model_kwargs={},
+        bands=["red", "green", "blue"],
+        norm_mean=[0.4, 0.45, 0.35],
+        norm_std=[0.2, 0.2, 0.2],
+        gsd_m=0.3,
+        tile_size=256,
     )
     return models.save_bundle(path, models.create_model("panelnet_res2netplus50"), metadata)
 
@@ -35,11 +40,26 @@ def _app() -> typer.Typer:
 
 def test_score_command_end_to_end(tmp_path, bundle):
     (tmp_path / "in").mkdir()
-    scene = write_scene(tmp_path / "in" / "scene.tif", width=300, height=200, panels=[(50, 50, 80, 120)], gsd=0.3)
+    scene = write_scene(
+        tmp_path / "in" / "scene.tif", width=300, height=200, panels=[(50, 50, 80, 120)], gsd=0.3
+    )
     (tmp_path / "in" / "broken.tif").write_bytes(b"II*\x00garbage")
     out = tmp_path / "out" / "panels.geojson"
-    args = ["score", str(tmp_path / "in"), "--out", str(out), "--model", str(bundle), "--tiles-csv",
-            str(tmp_path / "tiles.csv"), "--masks-dir", str(tmp_path / "masks"), "--device", "cpu", "--no-gate"]
+    args = [
+        "score",
+        str(tmp_path / "in"),
+        "--out",
+        str(out),
+        "--model",
+        str(bundle),
+        "--tiles-csv",
+        str(tmp_path / "tiles.csv"),
+        "--masks-dir",
+        str(tmp_path / "masks"),
+        "--device",
+        "cpu",
+        "--no-gate",
+    ]
     result = CliRunner().invoke(_app(), args)
     assert result.exit_code == 1, result.output
     assert "broken.tif" in result.output and "inputs: 2 (scored 1, resumed 0, failed 1)" in result.output
@@ -56,9 +76,20 @@ def test_score_command_end_to_end(tmp_path, bundle):
 def test_usage_errors_exit_2(tmp_path, bundle):
     write_scene(tmp_path / "scene.tif", width=20, height=20, panels=[])
     runner, app = CliRunner(), _app()
-    missing_model = runner.invoke(app, ["score", str(tmp_path), "--out", str(tmp_path / "p.geojson"),
-                                        "--model", str(tmp_path / "nope.safetensors")])
+    missing_model = runner.invoke(
+        app,
+        [
+            "score",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "p.geojson"),
+            "--model",
+            str(tmp_path / "nope.safetensors"),
+        ],
+    )
     assert missing_model.exit_code == 2 and "nope.safetensors" in missing_model.output
-    bad_format = runner.invoke(app, ["score", str(tmp_path), "--out", str(tmp_path / "p.shp"), "--model", str(bundle)])
+    bad_format = runner.invoke(
+        app, ["score", str(tmp_path), "--out", str(tmp_path / "p.shp"), "--model", str(bundle)]
+    )
     assert bad_format.exit_code == 2 and "unsupported output format" in bad_format.output
     assert runner.invoke(app, ["score", str(tmp_path)]).exit_code == 2  # --out missing

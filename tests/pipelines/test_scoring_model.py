@@ -22,24 +22,37 @@ def detector() -> models.PanelNet:
     return models.create_model("panelnet_res2netplus50").eval()
 
 
-def _predictor(detector: models.PanelNet, tile_logit: float, pixel_logit: float, gate: bool) -> ModelPredictor:
+def _predictor(
+    detector: models.PanelNet, tile_logit: float, pixel_logit: float, gate: bool
+) -> ModelPredictor:
     """The detector with its last layers fixed: every tile and pixel gets the given logits."""
     with torch.no_grad():
         for layer, logit in ((detector.classifier[-1], tile_logit), (detector.decoder.logit, pixel_logit)):
             layer.weight.zero_()
             layer.bias.fill_(logit)
     metadata = BundleMetadata(
-        architecture="panelnet_res2netplus50", model_kwargs={}, bands=["red", "green", "blue"], norm_mean=MEAN,
-        norm_std=STD, gsd_m=0.5, tile_size=64,
+        architecture="panelnet_res2netplus50",
+        model_kwargs={},
+        bands=["red", "green", "blue"],
+        norm_mean=MEAN,
+        norm_std=STD,
+        gsd_m=0.5,
+        tile_size=64,
     )
     return ModelPredictor(Bundle(detector, metadata), Runtime.resolve("cpu", "fp32"), gate=gate)
 
 
 def test_real_model_polygon_covers_exactly_the_valid_ground(tmp_path, detector):
     # A sure 'panel everywhere' model: the valid part of the scene (left of the nodata block) is one polygon.
-    spec = write_scene(tmp_path / "scene.tif", width=100, height=70, panels=[], nodata=0, nodata_box=(0, 60, 70, 100))
-    summary = score([spec.path], tmp_path / "panels.geojson", ScoreOptions(progress=False),
-                    _predictor(detector, 8.0, 8.0, gate=True))
+    spec = write_scene(
+        tmp_path / "scene.tif", width=100, height=70, panels=[], nodata=0, nodata_box=(0, 60, 70, 100)
+    )
+    summary = score(
+        [spec.path],
+        tmp_path / "panels.geojson",
+        ScoreOptions(progress=False),
+        _predictor(detector, 8.0, 8.0, gate=True),
+    )
     found = gpd.read_file(tmp_path / "panels.geojson")
     assert summary.exit_code == 0 and len(found) == 1
     valid = shapely.box(*(spec.transform @ (0, 70)), *(spec.transform @ (60, 0)))
@@ -60,8 +73,16 @@ def test_classifier_gates_the_decoder(tmp_path, detector):
 
     spec = write_scene(tmp_path / "scene.tif", width=60, height=60, panels=[])
     options = ScoreOptions(progress=False, tiles_csv=tmp_path / "tiles.csv")
-    assert score([spec.path], tmp_path / "gated.geojson", options,
-                 _predictor(detector, -8.0, 8.0, gate=True)).panels == 0
-    assert score([spec.path], tmp_path / "ungated.geojson", options,
-                 _predictor(detector, -8.0, 8.0, gate=False)).panels == 1
+    assert (
+        score(
+            [spec.path], tmp_path / "gated.geojson", options, _predictor(detector, -8.0, 8.0, gate=True)
+        ).panels
+        == 0
+    )
+    assert (
+        score(
+            [spec.path], tmp_path / "ungated.geojson", options, _predictor(detector, -8.0, 8.0, gate=False)
+        ).panels
+        == 1
+    )
     assert (tmp_path / "tiles.csv").read_text().splitlines()[1].endswith(",false")
