@@ -11,6 +11,11 @@ from pathlib import Path
 
 import typer
 
+from app.catalog_cmd import catalog_app
+from app.score_cmd import score
+
+from app import train_cmd
+
 cli = typer.Typer(
     name="solarscan",
     help="Find solar panels in overhead imagery and export georeferenced panel polygons.",
@@ -18,6 +23,11 @@ cli = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+cli.command("train")(train_cmd.train)
+cli.command("evaluate")(train_cmd.evaluate)
+
+cli.add_typer(catalog_app, name="catalog", help="Record, validate and import labelled imagery (STAC catalog).")
+cli.command("score")(score)
 
 
 @cli.command("info")
