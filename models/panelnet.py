@@ -106,3 +106,9 @@ def panelnet_res2netplus50(**kwargs) -> PanelNet:
 def panelnet_res2net50(**kwargs) -> PanelNet:
     """Detector on the official Res2Net-50 26w x 4s encoder (for comparison)."""
     return PanelNet(encoder="res2net50_26w_4s", **kwargs)
+
+
+@register_model
+def panelnet(**kwargs) -> PanelNet:
+    """Detector on any registered encoder, named by ``encoder`` (default ``res2netplus50``)."""
+    return PanelNet(**kwargs)

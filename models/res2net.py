@@ -204,3 +204,12 @@ def res2netplus50(**kwargs) -> Res2Net:
         layers=(3, 4, 6, 3), base_width=26, scale=4, deep_stem=True, act_layer=nn.Mish, act_before_norm=True,
         **kwargs,
     )
+
+
+@register_model
+def res2net_tiny(**kwargs) -> Res2Net:
+    """One block per stage, same topology as ``res2netplus50``: for tests and quick experiments."""
+    return Res2Net(
+        layers=(1, 1, 1, 1), base_width=26, scale=4, deep_stem=True, act_layer=nn.Mish, act_before_norm=True,
+        **kwargs,
+    )

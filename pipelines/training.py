@@ -1,99 +1,64 @@
-"""Training PanelNet from a labelled catalog: mixed supervision, one-cycle AdamW, resumable, early stopping."""
+"""Training PanelNet from a labelled catalog: mixed supervision, one-cycle AdamW, resumable, early stopping,
+data-parallel under torchrun."""
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import logging
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
-from data_catalog import Catalog, LabelledItem
+from data_catalog import Catalog
 from models import BundleMetadata, build_model, load_bundle, save_bundle
+from pipelines.copy_paste import CopyPaste, cut_panels
+from pipelines.metrics import best_f1_threshold
+from pipelines.plots import plot_curves, plot_precision_recall
 from pipelines.runtime import Runtime
+from pipelines.training_config import TrainConfig
 from pipelines.training_data import (
-    PreparedItem, TileSampleDataset, band_statistics, default_augmentation, prepare_item, sampling_weights,
+    MIN_PANEL_PIXELS,
+    PreparedItem,
+    TileSampleDataset,
+    band_statistics,
+    default_augmentation,
+    has_reliable_label,
+    prepare_items,
+    sampling_weights,
 )
-from pipelines.validation import evaluate_prepared, selection_score
+from pipelines.training_distributed import Distributed
+from pipelines.validation import predict_prepared, score_predictions, selection_score
 
 log = logging.getLogger(__name__)
+
+__all__ = ["TrainConfig", "TrainResult", "detection_loss", "mixup", "train"]
 
 BANDS = ["red", "green", "blue"]
 LAST_CHECKPOINT = "last.pt"
 BEST_BUNDLE = "best.safetensors"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.csv"
+CURVES_PLOT = "curves.png"
+PRECISION_RECALL_PLOT = "precision_recall.png"
+RANK_SEED_STRIDE = 7919  # other processes' random streams start this far apart from rank 0's
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run depends on; recorded in the run folder."""
+@dataclass
+class TrainResult:
+    """The run's final ``state`` (epoch, step, best score and metrics), the trained model and the best bundle."""
 
-    catalog: Path
-    out: Path
-    architecture: str = "panelnet_res2netplus50"
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    init_from: Path | None = None
-    epochs: int = 30
-    max_steps: int | None = None
-    steps_per_epoch: int | None = None
-    tile_size: int = 96
-    gsd_m: float = 0.3
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    mixup_rate: float = 0.25
-    pixel_loss_weight: float = 1.0
-    patience: int = 8
-    device: str = "auto"
-    precision: str = "auto"
-    channels_last: bool | None = None
-    workers: int = 0
-    seed: int = 0
-    resume: bool = False
-    weak_positive_max_year: int | None = 2019
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build from plain values; unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown training options {unknown}; known: {sorted(known)}")
-        return cls(**values)
-
-
-def usable_for_training(item: LabelledItem, max_year: int | None) -> bool:
-    """Weak registry positives are kept only where the plant predates the imagery (year <= ``max_year``)."""
-    first = str(item.properties.get("registry_first_operation", ""))
-    return max_year is None or not first[:4].isdigit() or int(first[:4]) <= max_year
-
-
-def prepare_split(items: list[LabelledItem], config: TrainConfig, for_training: bool) -> list[PreparedItem]:
-    """Read and resample items, skipping (and logging) unreadable ones.
-
-    For training, positive presence-only items much larger than a crop are left out: a random crop of them
-    may well miss the panels, so its label would be wrong.
-    """
-    prepared = []
-    for item in items:
-        try:
-            p = prepare_item(item, config.gsd_m, len(BANDS))
-        except (OSError, ValueError) as exc:
-            log.warning("skipping %s: %s", item.id, exc)
-            continue
-        if for_training and p.mask is None and max(p.image.shape[:2]) > 1.5 * config.tile_size:
-            log.info("not training on %s: presence-only label on an image larger than a crop", item.id)
-            continue
-        prepared.append(p)
-    return prepared
+    state: dict[str, Any]
+    model: nn.Module
+    best_bundle: Path
 
 
 def mixup(batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -126,19 +91,29 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def train(config: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
-    """Run (or resume) training; returns the best validation metrics. Writes into ``config.out``."""
+def train(config: TrainConfig, progress: bool | None = None) -> TrainResult:
+    """Run (or resume) training, writing into ``config.out``; one process of a data-parallel job under torchrun."""
+    distributed = Distributed.from_environment()
+    runtime = distributed.start(Runtime.resolve(config.device, config.precision, channels_last=config.channels_last))
+    try:
+        return _train(config, runtime, distributed, sys.stderr.isatty() if progress is None else progress)
+    finally:
+        distributed.stop()
+
+
+def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, progress: bool) -> TrainResult:
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(config.seed)
-    progress = sys.stderr.isatty() if progress is None else progress
-    runtime = Runtime.resolve(config.device, config.precision, channels_last=config.channels_last)
+    if distributed.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / CONFIG_FILE).write_text(config.to_json())
+    rank_seed = config.seed + RANK_SEED_STRIDE * distributed.rank
+    torch.manual_seed(rank_seed)
 
     catalog = Catalog.open(config.catalog)
-    train_items = [i for i in catalog.items("train") if usable_for_training(i, config.weak_positive_max_year)]
-    prepared_train = prepare_split(train_items, config, for_training=True)
-    val_items = [i for i in catalog.items("val") if usable_for_training(i, config.weak_positive_max_year)]
-    prepared_val = prepare_split(val_items, config, for_training=False)
+    train_items = [i for i in catalog.items("train") if has_reliable_label(i, config.weak_positive_max_year)]
+    prepared_train = prepare_items(train_items, config.gsd_m, len(BANDS), crop_size=config.tile_size)
+    val_items = [i for i in catalog.items("val") if has_reliable_label(i, config.weak_positive_max_year)]
+    prepared_val = prepare_items(val_items, config.gsd_m, len(BANDS))
     if not prepared_train:
         raise ValueError(f"catalog {config.catalog} has no usable training items")
 
@@ -156,43 +131,58 @@ def train(config: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
     )
     if model is None:
         model = build_model(metadata)
-    model = runtime.prepare(model)
+    net = runtime.prepare(model)
 
-    dataset = TileSampleDataset(prepared_train, config.tile_size, mean, std, default_augmentation())
+    copy_paste = None
+    if config.copy_paste_rate > 0:
+        labelled = ((p.image, p.mask) for p in prepared_train if p.mask is not None)
+        copy_paste = CopyPaste(cut_panels(labelled, config.tile_size // 2, MIN_PANEL_PIXELS), config.copy_paste_rate)
+    dataset = TileSampleDataset(prepared_train, config.tile_size, mean, std, default_augmentation(),
+                                copy_paste=copy_paste)
     weights = sampling_weights(prepared_train, config.tile_size)
-    steps_per_epoch = config.steps_per_epoch or max(1, int(sum(weights)) // config.batch_size)
+    global_batch = config.batch_size * distributed.world_size
+    steps_per_epoch = config.steps_per_epoch or max(1, int(sum(weights)) // global_batch)
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=max(total_steps, 2), pct_start=0.15
     )
+    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.autocast_dtype == torch.float16)
+    mix_generator = torch.Generator().manual_seed(rank_seed + 1)
     state = {"epoch": 0, "step": 0, "best_score": -math.inf, "best_metrics": {}, "bad_epochs": 0}
     checkpoint_path = out / LAST_CHECKPOINT
     if config.resume and checkpoint_path.exists():
         saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(saved["model"])
+        net.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["rng"])
         state = saved["state"]
+        mix_state = state.pop("mix_rng", None)
+        if distributed.is_main:
+            torch.set_rng_state(saved["rng"])
+            if mix_state is not None:
+                mix_generator.set_state(mix_state)
+        else:  # the other processes go on with fresh streams of their own
+            torch.manual_seed(rank_seed + state["step"])
+            mix_generator.manual_seed(rank_seed + 1 + state["step"])
         log.info("resumed from %s at epoch %d, step %d", checkpoint_path, state["epoch"], state["step"])
+    model = distributed.wrap(net, runtime)
 
-    mix_generator = torch.Generator().manual_seed(config.seed + 1)
-    metrics_path = out / "metrics.csv"
     while state["epoch"] < config.epochs and state["step"] < total_steps and state["bad_epochs"] < config.patience:
         epoch = state["epoch"]
-        sampler = WeightedRandomSampler(
-            weights, steps_per_epoch * config.batch_size, replacement=True,
+        draws = WeightedRandomSampler(
+            weights, steps_per_epoch * global_batch, replacement=True,
             generator=torch.Generator().manual_seed(config.seed * 1000 + epoch),
         )
-        loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, drop_last=True,
-                            num_workers=config.workers, persistent_workers=False)
+        loader = DataLoader(dataset, batch_size=config.batch_size, sampler=distributed.shard(list(draws)),
+                            drop_last=True, num_workers=config.workers, persistent_workers=False)
         model.train()
         sums: dict[str, float] = {"loss": 0.0, "tile_loss": 0.0, "pixel_loss": 0.0}
         seen = 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not (progress and distributed.is_main),
+                   leave=False)
         for batch in bar:
             if torch.rand(1, generator=mix_generator).item() < config.mixup_rate:
                 batch = mixup(batch, mix_generator)
@@ -201,9 +191,11 @@ def train(config: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
                 output = model(runtime.to_input(batch["image"]))
             loss, parts = detection_loss(output, batch, config.pixel_loss_weight)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0)
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 2.0)
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             state["step"] += 1
             seen += 1
@@ -214,23 +206,44 @@ def train(config: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
             if state["step"] >= total_steps:
                 break
         state["epoch"] += 1
-        val = evaluate_prepared(model, prepared_val, mean, std, runtime) if prepared_val else {}
-        score = selection_score(val)
-        row = {"epoch": state["epoch"], "step": state["step"], "lr": scheduler.get_last_lr()[0],
-               **{k: v / max(seen, 1) for k, v in sums.items()}, **val, "score": score}
-        _append_csv(metrics_path, row)
-        log.info("epoch %d: %s", state["epoch"], {k: round(v, 4) for k, v in row.items()})
-        if score > state["best_score"] or not prepared_val:
-            state.update(best_score=score, best_metrics=val, bad_epochs=0)
-            metadata.metrics = {"validation": val, "epoch": state["epoch"], "step": state["step"]}
-            save_bundle(out / BEST_BUNDLE, model, metadata)
-        else:
-            state["bad_epochs"] += 1
-        _save_checkpoint(checkpoint_path, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "rng": torch.get_rng_state(), "state": state,
-        })
-    return state
+        losses = distributed.mean({k: v / max(seen, 1) for k, v in sums.items()})
+        if distributed.is_main:
+            row = {"epoch": state["epoch"], "step": state["step"], "lr": scheduler.get_last_lr()[0], **losses}
+            _end_epoch(net, row, state, metadata, prepared_val, runtime, out)
+            _save_checkpoint(checkpoint_path, {
+                "model": net.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "rng": torch.get_rng_state(), "state": {**state, "mix_rng": mix_generator.get_state()},
+            })
+        state = distributed.broadcast(state)
+        distributed.barrier()
+    return TrainResult(state, net, out / BEST_BUNDLE)
+
+
+def _end_epoch(net: nn.Module, row: dict[str, Any], state: dict[str, Any], metadata: BundleMetadata,
+               prepared_val: list[PreparedItem], runtime: Runtime, out: Path) -> None:
+    """Validate, log the epoch to ``metrics.csv`` and the curves plot, and keep the best model as the bundle,
+    with the tile threshold of best validation F1 and its precision-recall plot."""
+    mean, std = metadata.norm_mean, metadata.norm_std
+    predictions = predict_prepared(net, prepared_val, mean, std, runtime) if prepared_val else []
+    val = score_predictions(prepared_val, predictions) if prepared_val else {}
+    score = selection_score(val)
+    row = {**row, **val, "score": score}
+    _append_csv(out / METRICS_FILE, row)
+    plot_curves(out / METRICS_FILE, out / CURVES_PLOT)
+    log.info("epoch %d: %s", state["epoch"], {k: round(v, 4) for k, v in row.items()})
+    if score > state["best_score"] or not prepared_val:
+        state.update(best_score=score, best_metrics=val, bad_epochs=0)
+        labels = np.array([p.has_panels for p in prepared_val], dtype=int)
+        probabilities = np.array([tile for tile, _ in predictions])
+        threshold, threshold_f1 = best_f1_threshold(labels, probabilities)
+        metadata.thresholds = {**metadata.thresholds, "tile": threshold}
+        metadata.metrics = {"validation": val, "epoch": state["epoch"], "step": state["step"],
+                            "validation_tile_f1_at_threshold": threshold_f1}
+        save_bundle(out / BEST_BUNDLE, net, metadata)
+        if not math.isnan(threshold_f1):
+            plot_precision_recall(labels, probabilities, threshold, out / PRECISION_RECALL_PLOT)
+    else:
+        state["bad_epochs"] += 1
 
 
 def _append_csv(path: Path, row: dict[str, Any]) -> None:

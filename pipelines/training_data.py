@@ -7,19 +7,23 @@ says where the pixel loss applies (nowhere for positive presence-only tiles, nev
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import albumentations as A
 import cv2
 import numpy as np
 import rasterio
-from rasterio.enums import ColorInterp
 import torch
+from rasterio.enums import ColorInterp
 from torch.utils.data import Dataset
 
 from data_catalog import LabelledItem
 from data_catalog.labels import load_mask
+from pipelines.copy_paste import CopyPaste
 from pipelines.normalisation import normalise, to_unit_range
+
+log = logging.getLogger(__name__)
 
 MIN_PANEL_PIXELS = 8  # a crop with fewer labelled panel pixels than this is not called a panel tile
 
@@ -71,6 +75,33 @@ def prepare_item(item: LabelledItem, gsd_m: float, bands: int) -> PreparedItem:
     return PreparedItem(item, image.astype(np.float16), mask, has_panels)
 
 
+def has_reliable_label(item: LabelledItem, max_year: int | None) -> bool:
+    """Weak registry positives count only where the plant predates the imagery (year <= ``max_year``)."""
+    first = str(item.properties.get("registry_first_operation", ""))
+    return max_year is None or not first[:4].isdigit() or int(first[:4]) <= max_year
+
+
+def prepare_items(items: list[LabelledItem], gsd_m: float, bands: int,
+                  crop_size: int | None = None) -> list[PreparedItem]:
+    """Read and resample items, skipping (and logging) unreadable ones.
+
+    With ``crop_size`` (training), positive presence-only items much larger than a crop are left out: a random
+    crop of them may well miss the panels, so its label would be wrong.
+    """
+    prepared = []
+    for item in items:
+        try:
+            p = prepare_item(item, gsd_m, bands)
+        except (OSError, ValueError) as exc:
+            log.warning("skipping %s: %s", item.id, exc)
+            continue
+        if crop_size is not None and p.mask is None and max(p.image.shape[:2]) > 1.5 * crop_size:
+            log.info("not training on %s: presence-only label on an image larger than a crop", item.id)
+            continue
+        prepared.append(p)
+    return prepared
+
+
 def band_statistics(prepared: list[PreparedItem]) -> tuple[list[float], list[float]]:
     """Per-band mean and standard deviation over every training pixel (unit range)."""
     channels = prepared[0].image.shape[-1]
@@ -102,15 +133,18 @@ class TileSampleDataset(Dataset):
     """Random training crops: index ``i`` crops item ``i % len(items)`` at a random place.
 
     Returns ``image`` (C, T, T) normalised, ``target`` (tile label), ``mask`` (1, T, T) and ``weight`` (1, T, T).
+    ``copy_paste`` (before the other augmentation) may paste panels onto crops with a known, empty mask.
     """
 
     def __init__(self, prepared: list[PreparedItem], tile_size: int, mean: list[float], std: list[float],
-                 augment: A.Compose | None = None, positive_crop_rate: float = 0.6) -> None:
+                 augment: A.Compose | None = None, positive_crop_rate: float = 0.6,
+                 copy_paste: CopyPaste | None = None) -> None:
         self.prepared = prepared
         self.tile_size = tile_size
         self.mean, self.std = mean, std
         self.augment = augment
         self.positive_crop_rate = positive_crop_rate
+        self.copy_paste = copy_paste
 
     def __len__(self) -> int:
         return len(self.prepared)
@@ -141,7 +175,10 @@ class TileSampleDataset(Dataset):
         if p.mask is not None:
             mask[:h, :w] = p.mask[y:y + t, x:x + t]
         weight = valid if p.mask is not None else np.zeros_like(valid)
+        if self.copy_paste is not None and p.mask is not None:
+            image, mask = self.copy_paste(image, mask, valid, rng)
         if self.augment is not None:
+            self.augment.set_random_seed(int(rng.integers(2**31)))  # reproducible from the sample's seed
             out = self.augment(image=image, masks=[mask, weight, valid])
             image, (mask, weight, valid) = out["image"], out["masks"]
         has_panels = bool(mask.sum() >= MIN_PANEL_PIXELS) if p.mask is not None else p.has_panels

@@ -44,10 +44,10 @@ def predict_prepared(model: nn.Module, prepared: list[PreparedItem], mean: list[
     return results  # type: ignore[return-value]
 
 
-def evaluate_prepared(model: nn.Module, prepared: list[PreparedItem], mean: list[float], std: list[float],
-                      runtime: Runtime) -> dict[str, float]:
+def score_predictions(prepared: list[PreparedItem], predictions: list[tuple[float, np.ndarray]],
+                      tile_threshold: float = TILE_THRESHOLD, pixel_threshold: float = PIXEL_THRESHOLD,
+                      ) -> dict[str, float]:
     """Tile metrics overall and per source; pixel IoU/F1 over items with drawn (mask/polygon) labels."""
-    predictions = predict_prepared(model, prepared, mean, std, runtime)
     labels: dict[str, list[int]] = defaultdict(list)
     probs: dict[str, list[float]] = defaultdict(list)
     pixels: dict[str, PixelCounter] = defaultdict(PixelCounter)
@@ -56,10 +56,10 @@ def evaluate_prepared(model: nn.Module, prepared: list[PreparedItem], mean: list
             labels[key].append(int(p.has_panels))
             probs[key].append(tile_prob)
             if p.item.label_kind != "presence":
-                pixels[key].update(p.mask, pixel_prob >= PIXEL_THRESHOLD)
+                pixels[key].update(p.mask, pixel_prob >= pixel_threshold)
     metrics: dict[str, float] = {}
-    for key in labels:
-        scores = tile_metrics(np.array(labels[key]), np.array(probs[key]), TILE_THRESHOLD)
+    for key, truth in labels.items():
+        scores = tile_metrics(np.array(truth), np.array(probs[key]), tile_threshold)
         prefix = "tile" if key == "all" else f"{key}/tile"
         metrics.update({f"{prefix}_{k}": v for k, v in scores.items() if k != "count"})
     for key, counter in pixels.items():

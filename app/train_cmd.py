@@ -1,0 +1,107 @@
+"""``solarscan train`` and ``solarscan evaluate``: (re)training a detector on a catalog and judging a bundle.
+
+Exit codes: 0 done, 2 usage errors (bad options, missing catalog or bundle, unavailable device).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+def train(
+    catalog: Annotated[Path, typer.Option(help="Labelled data catalog (see `solarscan catalog`).")],
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoints, metrics.csv, plots, best.safetensors.")],
+    init_from: Annotated[Path | None, typer.Option(help="Bundle to fine-tune instead of training from scratch.")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs to train (default 30).")] = None,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after this many optimiser steps.")] = None,
+    tile_size: Annotated[int | None, typer.Option(min=32, help="Training crop size in pixels (default 96).")] = None,
+    gsd: Annotated[float | None, typer.Option(min=0.01, help="Training ground sample distance, m (default 0.3).")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Crops per step and process (default 32).")] = None,
+    lr: Annotated[float | None, typer.Option(min=0.0, help="Peak one-cycle learning rate (default 2e-3).")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (default auto).")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto, fp32, bf16 or fp16 (default auto).")] = None,
+    workers: Annotated[int | None, typer.Option(min=0, help="DataLoader worker processes (default 0).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default 0).")] = None,
+    copy_paste: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Rate of pasting real panels onto empty crops (default 0).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="JSON file of training options (e.g. architecture, model_kwargs); flags win.")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+) -> None:
+    """Train (or fine-tune) a panel detector on a catalog; under torchrun, one process of a multi-GPU job."""
+    from data_catalog import CatalogError
+    from models import ModelError
+    from pipelines.training import TrainConfig
+    from pipelines.training import train as run
+
+    flags = {
+        "catalog": catalog, "out": out, "init_from": init_from, "epochs": epochs, "max_steps": max_steps,
+        "tile_size": tile_size, "gsd_m": gsd, "batch_size": batch_size, "lr": lr, "device": device,
+        "precision": precision, "workers": workers, "seed": seed, "copy_paste_rate": copy_paste,
+        "resume": resume or None,
+    }
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        values = _read_config(config) if config is not None else {}
+        values.update({k: v for k, v in flags.items() if v is not None})
+        result = run(TrainConfig.from_dict(values))
+    except (CatalogError, ModelError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    best = {k: round(v, 4) for k, v in result.state["best_metrics"].items()}
+    typer.echo(f"trained {result.state['step']} steps, {result.state['epoch']} epochs; best: {result.best_bundle}")
+    typer.echo(json.dumps(best, indent=2))
+
+
+def evaluate(
+    catalog: Annotated[Path, typer.Option(help="Labelled data catalog.")],
+    model: Annotated[Path, typer.Option(help="Model bundle (.safetensors) to evaluate.")],
+    split: Annotated[str, typer.Option(help="Catalog split: train, val or test.")] = "test",
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
+) -> None:
+    """Tile, pixel, panel-object and area metrics of a bundle on a catalog split, per source."""
+    from data_catalog import CatalogError
+    from models import ModelError
+    from pipelines.evaluation import evaluate as run
+    from pipelines.evaluation import format_table
+
+    if split not in ("train", "val", "test"):
+        typer.echo(f"error: unknown split {split!r}; use train, val or test", err=True)
+        raise typer.Exit(2)
+    try:
+        report = run(catalog, model, split, device=device, precision=precision)
+    except (CatalogError, ModelError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(format_table(report))
+    if json_path is not None:
+        json_path.write_text(json.dumps(_without_nan(report), indent=2, allow_nan=False))
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read training options from {path}: {exc}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: training options must be a JSON object")  # noqa: TRY004 (a usage error)
+    return values
+
+
+def _without_nan(value: Any) -> Any:
+    """NaN (an undefined metric) as JSON null."""
+    if isinstance(value, dict):
+        return {k: _without_nan(v) for k, v in value.items()}
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

@@ -1,0 +1,98 @@
+"""Judging a model bundle on a catalog split: tile, pixel, object (panel) and area metrics, per source."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data_catalog import Catalog
+from models import load_bundle
+from pipelines.metrics import AreaCounter, ObjectCounter
+from pipelines.runtime import Runtime
+from pipelines.training_data import PreparedItem, has_reliable_label, prepare_items
+from pipelines.validation import predict_prepared, score_predictions
+
+log = logging.getLogger(__name__)
+
+WEAK_POSITIVE_BEFORE_YEAR = 2020  # registry plants in operation before this year are taken to be visible
+OBJECT_MIN_IOU = 0.5
+
+
+def evaluate(catalog_dir: Path, bundle_path: Path, split: str = "test", device: str = "auto",
+             precision: str = "auto") -> dict[str, Any]:
+    """Score every reliably labelled item of ``split`` with the bundle at its own thresholds.
+
+    Returns ``{"model", "split", "data_version", "items", "thresholds", "metrics"}``; ``metrics`` keys are
+    ``<group>_<name>`` overall and ``<source>/<group>_<name>`` per source (see :func:`score_items`).
+    """
+    bundle = load_bundle(bundle_path)
+    meta = bundle.metadata
+    runtime = Runtime.resolve(device, precision)
+    items = Catalog.open(catalog_dir).items(split)
+    reliable = [i for i in items if has_reliable_label(i, WEAK_POSITIVE_BEFORE_YEAR - 1)]
+    if len(reliable) < len(items):
+        log.info("left out %d weak positives whose plant may postdate the imagery", len(items) - len(reliable))
+    prepared = prepare_items(reliable, meta.gsd_m, len(meta.bands))
+    if not prepared:
+        raise ValueError(f"catalog {catalog_dir} has no readable items in split {split!r}")
+    predictions = predict_prepared(runtime.prepare(bundle.model), prepared, meta.norm_mean, meta.norm_std, runtime)
+    return {
+        "model": str(bundle_path), "split": split, "data_version": meta.data_version, "items": len(prepared),
+        "thresholds": dict(meta.thresholds),
+        "metrics": score_items(prepared, predictions, meta.thresholds["tile"], meta.thresholds["pixel"]),
+    }
+
+
+def score_items(prepared: list[PreparedItem], predictions: list[tuple[float, np.ndarray]],
+                tile_threshold: float, pixel_threshold: float) -> dict[str, float]:
+    """Validation's tile and pixel metrics plus, over items with drawn labels, object precision/recall/F1 at
+    IoU >= 0.5 and the relative panel-area error |predicted - true| / true; and, for weak registry
+    positives, the tile recall (``weak_positive_recall``)."""
+    metrics = score_predictions(prepared, predictions, tile_threshold, pixel_threshold)
+    objects: dict[str, ObjectCounter] = defaultdict(lambda: ObjectCounter(OBJECT_MIN_IOU))
+    areas: dict[str, AreaCounter] = defaultdict(AreaCounter)
+    weak: dict[str, list[bool]] = defaultdict(list)
+    for p, (tile_prob, pixel_prob) in zip(prepared, predictions):
+        keys = ("all", p.item.source)
+        if p.item.label_kind != "presence":
+            predicted = pixel_prob >= pixel_threshold
+            for key in keys:
+                objects[key].update(p.mask, predicted)
+                areas[key].update(p.mask, predicted)
+        elif p.has_panels and "registry_first_operation" in p.item.properties:
+            for key in keys:
+                weak[key].append(tile_prob >= tile_threshold)
+    for key, counter in objects.items():
+        prefix = "" if key == "all" else f"{key}/"
+        metrics.update({f"{prefix}object_{k}": v for k, v in counter.scores().items()})
+        metrics[f"{prefix}panel_area_relative_error"] = areas[key].relative_error()
+    for key, found in weak.items():
+        metrics[f"{'' if key == 'all' else key + '/'}weak_positive_recall"] = float(np.mean(found))
+    return metrics
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The metrics as a text table: one row per metric, one column per source ('all' first)."""
+    table: dict[str, dict[str, float]] = defaultdict(dict)
+    for key, value in report["metrics"].items():
+        source, _, name = key.rpartition("/")
+        table[name][source or "all"] = value
+    sources = sorted({s for row in table.values() for s in row}, key=lambda s: (s != "all", s))
+    width = max(len(name) for name in table)
+    lines = [
+        f"{report['model']} on split {report['split']!r} ({report['items']} items, catalog {report['data_version']})",
+        " ".join([" " * width, *(s.rjust(8) for s in sources)]),
+    ]
+    for name, row in table.items():
+        lines.append(" ".join([name.ljust(width), *(_cell(row.get(s), max(len(s), 8)) for s in sources)]))
+    return "\n".join(lines)
+
+
+def _cell(value: float | None, width: int) -> str:
+    text = "-" if value is None or math.isnan(value) else f"{value:.3f}"
+    return text.rjust(width)

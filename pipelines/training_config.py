@@ -1,0 +1,53 @@
+"""The configuration of a training run (plain values, no torch): what ``solarscan train`` builds and records."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; recorded in the run folder as ``config.json``."""
+
+    catalog: Path
+    out: Path
+    architecture: str = "panelnet_res2netplus50"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    init_from: Path | None = None
+    epochs: int = 30
+    max_steps: int | None = None
+    steps_per_epoch: int | None = None
+    tile_size: int = 96
+    gsd_m: float = 0.3
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    mixup_rate: float = 0.25
+    copy_paste_rate: float = 0.0
+    pixel_loss_weight: float = 1.0
+    patience: int = 8
+    device: str = "auto"
+    precision: str = "auto"
+    channels_last: bool | None = None
+    workers: int = 0
+    seed: int = 0
+    resume: bool = False
+    weak_positive_max_year: int | None = 2019
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from plain values (paths as strings are fine); unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training options {unknown}; known: {sorted(known)}")
+        paths = {k: Path(v) for k, v in values.items() if k in ("catalog", "out", "init_from") and v is not None}
+        return cls(**{**values, **paths})
+
+    def to_json(self) -> str:
+        """The configuration as JSON (paths as strings)."""
+        return json.dumps(dataclasses.asdict(self), default=str, indent=2, sort_keys=True)
