@@ -13,8 +13,7 @@ import typer
 
 from app.catalog_cmd import catalog_app
 from app.score_cmd import score
-
-from app import train_cmd
+from app.train_cmd import evaluate, train
 
 cli = typer.Typer(
     name="solarscan",
@@ -23,11 +22,11 @@ cli = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-cli.command("train")(train_cmd.train)
-cli.command("evaluate")(train_cmd.evaluate)
 
 cli.add_typer(catalog_app, name="catalog", help="Record, validate and import labelled imagery (STAC catalog).")
 cli.command("score")(score)
+cli.command("train")(train)
+cli.command("evaluate")(evaluate)
 
 
 @cli.command("info")
