@@ -1,7 +1,7 @@
 """Batch scoring: GeoTIFFs (or plain tiles) in, georeferenced panel polygons, per-image CSV and masks out.
 
-``score`` runs a whole batch (resumable, failures reported per input); ``score_scene`` does one scene and can
-run anywhere the scene file and a predictor are available.
+``score`` runs a whole batch (resumable, failures reported per input) on an executor (this process or a Ray
+cluster); ``score_scene`` does one scene and can run anywhere the scene file and a predictor are available.
 """
 
 from __future__ import annotations
@@ -13,30 +13,23 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import ExitStack
 from dataclasses import dataclass, field
-from itertools import compress
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
-from rasterio.errors import RasterioError
-from rasterio.windows import Window
 from tqdm import tqdm
 
-from pipelines.attributes import panel_set
-from pipelines.blending import StripBlender, hann_weights
-from pipelines.errors import EmptySceneError, SceneReadError, ScoringConfigError, ScoringError
+from pipelines.errors import ScoringConfigError, ScoringError
+from pipelines.executors import EXECUTORS, open_executor
 from pipelines.export import atomic_path, check_output_path, combine, write_panels, write_tiles_csv
 from pipelines.manifest import Manifest, SceneRecord, file_checksum
 from pipelines.predictors import Predictor, load_predictor
-from pipelines.probability import MaskWriter, ModelGridProbability
-from pipelines.reading import SceneReader, iter_batches
 from pipelines.scenes import Scene, find_inputs, open_scene
-from pipelines.tiling import model_grid, tile_grid
-from pipelines.vectorising import StripVectoriser, clean
+from pipelines.units import SceneResult, gather_scenes, join_units, plan_units, score_unit
 
 STRIP_PIXELS = 1 << 22  # source pixels per vectorising strip (bounds memory for any scene width)
+UNIT_TILES = 2048  # tiles per unit of work when an executor splits large scenes into strips
 # Options that change results: a resumed batch reuses earlier scenes only if these are unchanged.
 _RESULT_OPTIONS = (
     "gsd_m",
@@ -72,6 +65,9 @@ class ScoreOptions:
     regularise: bool = False  # square up polygons that fit their minimum rotated rectangle
     resume: bool = True  # skip scenes already finished for this output
     progress: bool | None = None  # progress bars; None: when stderr is a terminal
+    executor: str = "local"  # "local" (this process) or "ray" (a Ray cluster)
+    ray_address: str | None = None  # Ray cluster to join ("auto": this node's); None: a running or new one
+    num_gpus_per_worker: float = 0  # GPUs (or a fraction of one) for each Ray model worker; 0: CPU workers
 
     def __post_init__(self) -> None:
         problems = [
@@ -83,6 +79,8 @@ class ScoreOptions:
                 ("min_area_m2", self.min_area_m2, self.min_area_m2 >= 0, ">= 0"),
                 ("simplify_px", self.simplify_px, self.simplify_px >= 0, ">= 0"),
                 ("gsd_m", self.gsd_m, self.gsd_m is None or self.gsd_m > 0, "> 0"),
+                ("executor", self.executor, self.executor in EXECUTORS, f"one of {', '.join(EXECUTORS)}"),
+                ("num_gpus_per_worker", self.num_gpus_per_worker, self.num_gpus_per_worker >= 0, ">= 0"),
                 ("threshold", self.threshold, self.threshold is None or 0 < self.threshold <= 1, "in (0, 1]"),
                 (
                     "gate_threshold",
@@ -107,19 +105,6 @@ class ScoreOptions:
             k: Path(v) for k, v in data.items() if k in ("model", "tiles_csv", "masks_dir") and v is not None
         }
         return cls(**{**data, **paths})
-
-
-@dataclass(frozen=True)
-class SceneResult:
-    """What scoring one scene produced."""
-
-    scene: Scene
-    panels: gpd.GeoDataFrame  # PanelSet in the scene's CRS (pixel coordinates without one)
-    tile_probability: float  # max classifier probability over the scene's tiles
-    has_panels: bool
-    tiles: int
-    tiles_segmented: int
-    mask_path: Path | None
 
 
 @dataclass(frozen=True)
@@ -171,67 +156,8 @@ def score_scene(
 
     ``workdir`` holds the temporary model-grid probability raster; ``progress`` is told how many tiles are done.
     """
-    meta = predictor.metadata
-    grid = model_grid(scene, meta.gsd_m)
-    tiles = tile_grid(grid, meta.tile_size, round(meta.tile_size * options.overlap))
-    weights = hann_weights(meta.tile_size)
-    threshold = meta.thresholds["pixel"] if options.threshold is None else options.threshold
-    tile_probability, segmented, scored_tiles = 0.0, 0, 0
-    key = hashlib.sha1(str(scene.path).encode()).hexdigest()[:12]
-    with ExitStack() as stack:
-        reader = stack.enter_context(SceneReader(scene, grid, meta.norm_mean, meta.norm_std))
-        store = stack.enter_context(ModelGridProbability(workdir / f"{key}.model-grid.tif", grid))
-        blender = StripBlender(grid.height, grid.width, meta.tile_size, store.write_rows)
-        for batch in iter_batches(reader, tiles, options.batch_size, options.workers):
-            keep = batch.valid.any(axis=(1, 2))  # tiles wholly nodata or padding are not scored
-            if keep.any():
-                scores = predictor.predict(batch.pixels[keep])
-                tile_probability = max(tile_probability, float(scores.tile_probability.max()))
-                segmented += int(scores.segmented.sum())
-                scored_tiles += int(keep.sum())
-                for tile, valid, probability in zip(
-                    compress(batch.tiles, keep), batch.valid[keep], scores.pixel_probability
-                ):
-                    blender.add(tile, probability, weights * valid)
-            if progress is not None:
-                progress(len(batch.tiles))
-        if scored_tiles == 0:
-            raise EmptySceneError(
-                f"{scene.path}: has no valid pixel (empty, all nodata or transparent); nothing to score"
-            )
-        blender.close()
-
-        vectoriser = StripVectoriser(threshold)
-        masks = MaskWriter(scene, options.masks_dir) if options.masks_dir is not None else None
-        finished = False
-        try:
-            strip_rows = max(1, STRIP_PIXELS // scene.width)
-            for row in range(0, scene.height, strip_rows):
-                rows = min(strip_rows, scene.height - row)
-                probability = store.read_source_rows(scene, row, rows)
-                probability[~reader.read_valid(Window(0, row, scene.width, rows))] = (
-                    0  # nodata is never a panel
-                )
-                if masks is not None:
-                    masks.write_rows(row, probability)
-                vectoriser.add(row, probability)
-            finished = True
-        finally:
-            if masks is not None:
-                masks.close(keep=finished)
-    pixel_area = scene.gsd_m[0] * scene.gsd_m[1]
-    polygons = clean(
-        vectoriser.finish(), options.min_area_m2 / pixel_area, options.simplify_px, options.regularise
-    )
-    return SceneResult(
-        scene=scene,
-        panels=panel_set(polygons, scene, predictor.name),
-        tile_probability=tile_probability,
-        has_panels=tile_probability >= meta.thresholds["tile"],
-        tiles=len(tiles),
-        tiles_segmented=segmented,
-        mask_path=masks.path if masks is not None else None,
-    )
+    [unit] = plan_units(scene, predictor.metadata, options, STRIP_PIXELS, max_tiles=None)
+    return join_units([score_unit(unit, predictor, options, workdir, progress)], predictor, options)
 
 
 def score(
@@ -254,6 +180,7 @@ def score(
         raise ScoringConfigError(
             f"no input rasters found in {[str(i) for i in inputs]}; pass files or folders holding .tif/.png/... images"
         )
+    given = predictor is not None
     if predictor is None:
         predictor = load_predictor(
             options.model, options.device, options.precision, options.gate, options.gate_threshold
@@ -266,7 +193,8 @@ def score(
 
     records: dict[Path, SceneRecord] = {}
     failures: dict[str, str] = {}
-    todo: list[tuple[Scene, str, int]] = []
+    checksums: dict[Path, str] = {}
+    todo: list[Scene] = []
     resumed = 0
     for path in paths:
         try:
@@ -279,38 +207,35 @@ def score(
         if record is not None:
             records[path], resumed = record, resumed + 1
         else:
-            grid = model_grid(scene, predictor.metadata.gsd_m)
-            size = predictor.metadata.tile_size
-            todo.append((scene, checksum, len(tile_grid(grid, size, round(size * options.overlap)))))
+            checksums[path] = checksum
+            todo.append(scene)
 
     show = sys.stderr.isatty() if options.progress is None else options.progress
     parts_dir.mkdir(parents=True, exist_ok=True)
     with (
         tempfile.TemporaryDirectory(dir=parts_dir, prefix=".work-") as workdir,
-        tqdm(
-            total=sum(n for *_, n in todo), desc="all scenes", unit="tile", disable=not show, position=0
-        ) as overall,
+        open_executor(options, predictor, given, Path(workdir)) as executor,
     ):
-        for scene, checksum, n_tiles in todo:
-            with tqdm(
-                total=n_tiles, desc=scene.path.name, unit="tile", disable=not show, position=1, leave=False
-            ) as this_scene:
-
-                def advance(n: int) -> None:
-                    this_scene.update(n)
-                    overall.update(n)
-
-                try:
-                    result = score_scene(scene, predictor, options, Path(workdir), progress=advance)
-                except (ScoringError, RasterioError) as exc:
-                    failures[str(scene.path)] = (
-                        str(exc)
-                        if isinstance(exc, ScoringError)
-                        else str(SceneReadError(f"{scene.path}: {exc}"))
-                    )
-                    overall.update(n_tiles - this_scene.n)
+        # Masks are written whole by one worker, so scenes are split only when none are asked for.
+        max_tiles = UNIT_TILES if executor.splits_scenes and options.masks_dir is None else None
+        units = [
+            unit
+            for scene in todo
+            for unit in plan_units(scene, predictor.metadata, options, STRIP_PIXELS, max_tiles)
+        ]
+        with tqdm(
+            total=sum(u.owned_tiles for u in units), desc="scoring", unit="tile", disable=not show
+        ) as bar:
+            for scene, results in gather_scenes(executor.map(units, bar.update)):
+                if isinstance(results, str):
+                    failures[str(scene.path)] = results
                     continue
-            records[scene.path] = _keep(result, checksum, parts_dir, manifest)
+                try:
+                    result = join_units(results, predictor, options)
+                except ScoringError as exc:
+                    failures[str(scene.path)] = str(exc)
+                    continue
+                records[scene.path] = _keep(result, checksums[scene.path], parts_dir, manifest)
 
     done = [p for p in paths if p in records]
     write_panels(

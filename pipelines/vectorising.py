@@ -6,6 +6,7 @@ Pixel coordinates are integers, exact in floating point, so edges shared across 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,19 +34,27 @@ class PixelPolygons:
     def take(self, keep: np.ndarray) -> PixelPolygons:
         return PixelPolygons(self.geometry[keep], self.pixels[keep], self.probability_sum[keep])
 
+    @classmethod
+    def concatenate(cls, parts: Sequence[PixelPolygons]) -> PixelPolygons:
+        """The polygons of ``parts`` in order."""
+        if not parts:
+            return cls(np.empty(0, dtype=object), np.empty(0, np.int64), np.empty(0))
+        return cls(
+            np.concatenate([p.geometry for p in parts]),
+            np.concatenate([p.pixels for p in parts]),
+            np.concatenate([p.probability_sum for p in parts]),
+        )
+
 
 class StripVectoriser:
-    """Collects the panel polygons of consecutive row strips of one scene, then joins them across seams."""
+    """Collects the panel polygons of consecutive row strips of one scene, to be joined across seams afterwards."""
 
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold
         self._parts: list[PixelPolygons] = []
-        self._seams: list[int] = []
 
     def add(self, row: int, probability: np.ndarray) -> None:
         """Vectorise a uint8 probability strip whose first row is source row ``row``."""
-        if self._parts:
-            self._seams.append(row)
         panel = probability >= np.uint8(np.ceil(self.threshold * 255))
         labels, count = ndimage.label(panel, structure=_FOUR_CONNECTED)
         if count == 0:
@@ -59,19 +68,13 @@ class StripVectoriser:
         ids = np.asarray(ids)
         self._parts.append(PixelPolygons(np.asarray(geoms, dtype=object), pixels[ids], sums[ids]))
 
-    def finish(self) -> PixelPolygons:
-        """All polygons, those sharing an edge across a seam merged into one."""
-        if not self._parts:
-            return PixelPolygons(np.empty(0, dtype=object), np.empty(0, np.int64), np.empty(0))
-        polys = PixelPolygons(
-            np.concatenate([p.geometry for p in self._parts]),
-            np.concatenate([p.pixels for p in self._parts]),
-            np.concatenate([p.probability_sum for p in self._parts]),
-        )
-        return _merge_across_seams(polys, np.asarray(self._seams, dtype=float))
+    def polygons(self) -> PixelPolygons:
+        """Every strip's polygons in strip order, not yet joined across seams."""
+        return PixelPolygons.concatenate(self._parts)
 
 
-def _merge_across_seams(polys: PixelPolygons, seams: np.ndarray) -> PixelPolygons:
+def join_across_seams(polys: PixelPolygons, seams: np.ndarray) -> PixelPolygons:
+    """Polygons sharing an edge across one of the ``seams`` (first rows of strips) merged into one."""
     if len(seams) == 0 or len(polys) < 2:
         return polys
     bounds = shapely.bounds(polys.geometry)

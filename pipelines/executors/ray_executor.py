@@ -1,0 +1,124 @@
+"""The Ray executor: units spread over a Ray cluster, one model actor per worker slot.
+
+Each actor loads its predictor once and scores the units it is handed; a free actor gets the next unit, so
+long and short units balance. A unit that raises is retried by Ray (``UNIT_RETRIES`` times, on the same or a
+restarted actor); one that keeps failing is reported as its scene's failure, and the rest of the batch goes on.
+Input problems (unreadable or empty rasters) fail at once, as they do locally.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Self
+
+import ray
+from ray.exceptions import RayActorError, RayError
+
+from pipelines.errors import ScoringConfigError
+from pipelines.predictors import Predictor, load_predictor
+from pipelines.units import ScoringUnit, UnitOutcome, score_unit, scoring_failure
+
+if TYPE_CHECKING:
+    from pipelines.scoring import ScoreOptions
+
+UNIT_RETRIES = 2  # further attempts at a unit that raised, or whose actor died
+
+
+class UnitScorer:
+    """A Ray actor holding one loaded predictor."""
+
+    def __init__(self, predictor: Predictor | None, options: ScoreOptions) -> None:
+        self.options = options
+        if predictor is None:
+            predictor = load_predictor(
+                options.model, options.device, options.precision, options.gate, options.gate_threshold
+            )
+        self.predictor = predictor
+
+    @ray.method(retry_exceptions=True)
+    def score(self, unit: ScoringUnit) -> UnitOutcome:
+        with tempfile.TemporaryDirectory(prefix="solarscan-unit-") as workdir:
+            try:
+                return UnitOutcome(unit, score_unit(unit, self.predictor, self.options, Path(workdir)))
+            except Exception as exc:
+                if (failure := scoring_failure(unit, exc)) is None:
+                    raise
+                return UnitOutcome(unit, None, failure)
+
+
+class RayExecutor:
+    """Scores units on the Ray cluster at ``options.ray_address`` (a local one when None and none is running)."""
+
+    splits_scenes = True
+
+    def __init__(self, predictor: Predictor | None, options: ScoreOptions) -> None:
+        self.predictor, self.options = predictor, options
+        self._started_ray = False
+        self._actors: list[ray.actor.ActorHandle] = []
+
+    def __enter__(self) -> Self:
+        if not ray.is_initialized():
+            ray.init(address=self.options.ray_address, include_dashboard=False)
+            self._started_ray = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for actor in self._actors:
+            ray.kill(actor)
+        self._actors.clear()
+        if self._started_ray:
+            ray.shutdown()
+
+    def map(self, units: Sequence[ScoringUnit], progress: Callable[[int], None]) -> Iterator[UnitOutcome]:
+        if not units:
+            return
+        self._actors = self._start_actors(min(len(units), self._slots()))
+        queue, idle = deque(units), list(self._actors)
+        running: dict[ray.ObjectRef, tuple[ScoringUnit, ray.actor.ActorHandle]] = {}
+        while queue or running:
+            while queue and idle:
+                unit, actor = queue.popleft(), idle.pop()
+                running[actor.score.remote(unit)] = (unit, actor)
+            if not running:  # every actor is gone
+                unit = queue.popleft()
+                outcome = UnitOutcome(unit, None, f"{unit.describe()}: no Ray worker is left")
+            else:
+                [ref], _ = ray.wait(list(running), num_returns=1)
+                unit, actor = running.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                    idle.append(actor)
+                except RayActorError as exc:  # the actor died more often than it may restart
+                    outcome = UnitOutcome(unit, None, f"{unit.describe()}: its Ray worker died: {exc}")
+                except RayError as exc:
+                    idle.append(actor)
+                    cause = getattr(exc, "cause", None) or exc  # a task's own exception, when it raised one
+                    reason = f"failed {UNIT_RETRIES + 1} times; last error: {type(cause).__name__}: {cause}"
+                    outcome = UnitOutcome(unit, None, f"{unit.describe()}: {reason}")
+            progress(outcome.unit.owned_tiles)
+            yield outcome
+
+    def _slots(self) -> int:
+        """How many actors the cluster holds now: one per GPU share asked for, else one per CPU."""
+        gpus = self.options.num_gpus_per_worker
+        resources = ray.cluster_resources()
+        slots = int(resources.get("GPU", 0) // gpus) if gpus > 0 else int(resources.get("CPU", 0))
+        if slots < 1:
+            raise ScoringConfigError(
+                f"the Ray cluster has no room for a worker with {gpus} GPU(s) and 1 CPU "
+                f"(it has {resources.get('GPU', 0)} GPU(s), {resources.get('CPU', 0)} CPU(s))"
+            )
+        return slots
+
+    def _start_actors(self, count: int) -> list[ray.actor.ActorHandle]:
+        scorer = ray.remote(UnitScorer).options(
+            num_cpus=1,
+            num_gpus=self.options.num_gpus_per_worker,
+            max_restarts=UNIT_RETRIES,
+            max_task_retries=UNIT_RETRIES,
+        )
+        predictor = ray.put(self.predictor)  # one copy in the object store, shared by the actors
+        return [scorer.remote(predictor, self.options) for _ in range(count)]
