@@ -1,0 +1,85 @@
+"""Evaluation metrics on hand-made predictions with known answers."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_catalog import LabelledItem
+from pipelines.evaluation import format_table, score_items
+from pipelines.metrics import AreaCounter, ObjectCounter, best_f1_threshold, object_iou, tile_metrics
+from pipelines.training_data import PreparedItem
+
+
+def _square(mask: np.ndarray, r: int, c: int, size: int) -> None:
+    mask[r:r + size, c:c + size] = 1
+
+
+def test_tile_metrics_known_answers():
+    scores = tile_metrics(np.array([1, 1, 0, 0]), np.array([0.9, 0.4, 0.6, 0.1]), 0.5)
+    assert scores == {"accuracy": 0.5, "precision": 0.5, "recall": 0.5, "f1": 0.5, "roc_auc": 0.75, "count": 4}
+
+
+def test_best_f1_threshold_separates_perfectly_ranked_tiles():
+    assert best_f1_threshold(np.array([0, 0, 1, 1]), np.array([0.1, 0.3, 0.35, 0.8])) == (0.35, 1.0)
+    threshold, f1 = best_f1_threshold(np.array([0, 0]), np.array([0.1, 0.2]))
+    assert threshold == 0.5 and math.isnan(f1)
+
+
+def test_object_iou_matrix():
+    truth, predicted = np.zeros((20, 20), bool), np.zeros((20, 20), bool)
+    _square(truth, 0, 0, 4)  # 16 px
+    _square(predicted, 0, 0, 4)
+    predicted[0:4, 4] = True  # 20 px: IoU 16/20
+    _square(truth, 10, 10, 4)
+    _square(predicted, 12, 12, 4)  # overlap 4 px: IoU 4/28
+    _square(predicted, 0, 15, 3)  # a false positive
+    np.testing.assert_allclose(object_iou(truth, predicted), [[0.8, 0, 0], [0, 0, 4 / 28]])
+
+
+def test_object_and_area_counters():
+    truth, predicted = np.zeros((20, 20), bool), np.zeros((20, 20), bool)
+    _square(truth, 0, 0, 4)
+    _square(predicted, 0, 0, 4)  # matched
+    _square(truth, 10, 10, 4)
+    _square(predicted, 12, 12, 4)  # IoU 1/7: a miss and a false positive
+    _square(predicted, 0, 15, 3)  # a false positive
+    objects, area = ObjectCounter(), AreaCounter()
+    objects.update(truth, predicted)
+    area.update(truth, predicted)
+    assert objects.scores() == pytest.approx({"precision": 1 / 3, "recall": 1 / 2, "f1": 2 / 5})
+    assert area.relative_error() == pytest.approx(abs(16 + 16 + 9 - 32) / 32)
+
+
+def _item(name: str, kind: str, has_panels: bool, source: str = "a", **properties) -> LabelledItem:
+    return LabelledItem(id=name, image_path=Path(f"{name}.tif"), label_kind=kind, label_path=None,
+                        has_panels=has_panels, gsd_m=0.5, crs=None, source=source, licence="CC0", split="test",
+                        group=name, shape=(8, 8), bands=("red", "green", "blue"), image_checksum=name,
+                        properties=properties)
+
+
+def test_score_items_per_source_with_weak_positives():
+    truth = np.zeros((8, 8), np.uint8)
+    _square(truth, 0, 0, 4)
+    found = truth.astype(np.float32)  # a perfect pixel prediction
+    empty = np.zeros((8, 8), np.uint8)
+    image = np.zeros((8, 8, 3), np.float16)
+    prepared = [
+        PreparedItem(_item("m", "mask", True), image, truth, True),
+        PreparedItem(_item("n", "presence", False), image, empty, False),
+        PreparedItem(_item("w1", "presence", True, "bern", registry_first_operation="2012-01-01"), image, None, True),
+        PreparedItem(_item("w2", "presence", True, "bern", registry_first_operation="2018-01-01"), image, None, True),
+    ]
+    predictions = [(0.9, found), (0.2, np.zeros((8, 8))), (0.8, np.zeros((8, 8))), (0.3, np.zeros((8, 8)))]
+    metrics = score_items(prepared, predictions, tile_threshold=0.5, pixel_threshold=0.5)
+    assert metrics["tile_accuracy"] == 0.75 and metrics["tile_recall"] == pytest.approx(2 / 3)
+    assert metrics["bern/tile_recall"] == 0.5 and metrics["bern/weak_positive_recall"] == 0.5
+    assert metrics["weak_positive_recall"] == 0.5
+    assert metrics["pixel_iou"] == 1.0 and metrics["object_f1"] == 1.0 and metrics["panel_area_relative_error"] == 0
+    assert "bern/object_f1" not in metrics and metrics["a/object_recall"] == 1.0
+    table = format_table({"model": "m.safetensors", "split": "test", "items": 4, "data_version": "v",
+                          "metrics": metrics})
+    assert "weak_positive_recall" in table and "bern" in table.splitlines()[1]

@@ -1,0 +1,115 @@
+"""Training end to end on a tiny catalog and a tiny model: CLI run, bundle, score, evaluate, exact resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from fixtures.scenes import write_scene
+from fixtures.training_catalog import write_training_catalog
+from typer.testing import CliRunner
+
+from app.cli import cli
+from data_catalog import Catalog
+from models import load_bundle
+from pipelines import training
+from pipelines.training import TrainConfig, train
+
+TINY_MODEL = {"architecture": "panelnet", "model_kwargs": {"encoder": "res2net_tiny", "decoder_channels": 16}}
+TINY = {**TINY_MODEL, "tile_size": 32, "gsd_m": 0.5, "batch_size": 4, "lr": 3e-3, "mixup_rate": 0.0,
+        "device": "cpu", "precision": "fp32"}
+
+
+@pytest.fixture(scope="module")
+def catalog_dir(tmp_path_factory) -> Path:
+    return write_training_catalog(tmp_path_factory.mktemp("chips")).directory
+
+
+def _rows(run: Path) -> list[dict[str, str]]:
+    with (run / "metrics.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_cli_train_lowers_loss_and_writes_a_bundle_that_score_and_evaluate_use(catalog_dir, tmp_path):
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({**TINY_MODEL, "steps_per_epoch": 2, "mixup_rate": 0.0}))
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, [
+        "train", "--catalog", str(catalog_dir), "--out", str(run), "--config", str(config), "--epochs", "4",
+        "--max-steps", "6", "--tile-size", "32", "--gsd", "0.5", "--batch-size", "4", "--lr", "1e-3",
+        "--device", "cpu", "--precision", "fp32", "--copy-paste", "0.5",
+    ])
+    assert result.exit_code == 0, result.output
+    rows = _rows(run)
+    assert [int(r["step"]) for r in rows] == [2, 4, 6]  # --max-steps ends the run within the 4th epoch
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    assert {"curves.png", "precision_recall.png", "last.pt", "config.json", "best.safetensors"} <= {
+        p.name for p in run.iterdir()
+    }
+
+    bundle = load_bundle(run / "best.safetensors")
+    assert bundle.metadata.data_version == Catalog.open(catalog_dir).version
+    assert 0.0 < bundle.metadata.thresholds["tile"] <= 1.0 and bundle.metadata.thresholds["pixel"] == 0.5
+    assert "tile_roc_auc" in bundle.metadata.metrics["validation"]
+    assert (bundle.metadata.gsd_m, bundle.metadata.tile_size) == (0.5, 64)
+
+    scene = write_scene(tmp_path / "scene.tif", width=80, height=64, panels=[(10, 10, 24, 30)])
+    scored = CliRunner().invoke(cli, ["score", str(scene.path), "--out", str(tmp_path / "panels.geojson"),
+                                      "--model", str(run / "best.safetensors"), "--device", "cpu"])
+    assert scored.exit_code == 0, scored.output
+    assert (tmp_path / "panels.geojson").is_file()
+
+    report_path = tmp_path / "report.json"
+    evaluated = CliRunner().invoke(cli, ["evaluate", "--catalog", str(catalog_dir), "--model",
+                                         str(run / "best.safetensors"), "--json", str(report_path)])
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads(report_path.read_text())
+    assert report["items"] == 4  # the 2021 registry positive is left out
+    assert {"tile_f1", "tile_roc_auc", "pixel_iou", "object_f1", "panel_area_relative_error",
+            "bern/weak_positive_recall"} <= set(report["metrics"])
+    assert "object_f1" in evaluated.output and "bern" in evaluated.output
+
+
+def test_cli_usage_errors_exit_2(tmp_path):
+    missing = CliRunner().invoke(cli, ["train", "--catalog", str(tmp_path / "nowhere"), "--out", str(tmp_path)])
+    assert missing.exit_code == 2 and "nowhere" in missing.output
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"epochz": 3}))
+    unknown = CliRunner().invoke(cli, ["train", "--catalog", str(tmp_path), "--out", str(tmp_path),
+                                       "--config", str(bad)])
+    assert unknown.exit_code == 2 and "epochz" in unknown.output
+    no_model = CliRunner().invoke(cli, ["evaluate", "--catalog", str(tmp_path), "--model", str(tmp_path / "m")])
+    assert no_model.exit_code == 2
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_resume_continues_exactly_where_it_stopped(catalog_dir, tmp_path, monkeypatch):
+    config = {**TINY, "catalog": catalog_dir, "epochs": 2, "steps_per_epoch": 1, "mixup_rate": 0.5,
+              "copy_paste_rate": 0.5}
+    straight = train(TrainConfig.from_dict({**config, "out": tmp_path / "straight"}), progress=False)
+
+    save = training._save_checkpoint
+
+    def save_then_stop(path, state):
+        save(path, state)
+        raise Interrupted
+
+    monkeypatch.setattr(training, "_save_checkpoint", save_then_stop)
+    stopped = TrainConfig.from_dict({**config, "out": tmp_path / "stopped"})
+    with pytest.raises(Interrupted):
+        train(stopped, progress=False)
+    monkeypatch.setattr(training, "_save_checkpoint", save)
+    assert [r["step"] for r in _rows(tmp_path / "stopped")] == ["1"]
+
+    resumed = train(TrainConfig.from_dict({**config, "out": tmp_path / "stopped", "resume": True}), progress=False)
+    assert resumed.state["step"] == straight.state["step"] == 2 and resumed.state["epoch"] == 2
+    assert [r["step"] for r in _rows(tmp_path / "stopped")] == ["1", "2"]
+    assert _rows(tmp_path / "stopped")[1]["loss"] == _rows(tmp_path / "straight")[1]["loss"]
+    for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+        torch.testing.assert_close(a, b, msg=name)
