@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from app.catalog_cmd import catalog_app
+from app.demo_cmd import demo
 from app.score_cmd import score
 from app.train_cmd import evaluate, train
 
@@ -25,6 +26,7 @@ cli = typer.Typer(
 
 cli.add_typer(catalog_app, name="catalog", help="Record, validate and import labelled imagery (STAC catalog).")
 cli.command("score")(score)
+cli.command("demo")(demo)
 cli.command("train")(train)
 cli.command("evaluate")(evaluate)
 

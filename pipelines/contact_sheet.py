@@ -1,0 +1,77 @@
+"""A picture of a scoring result: each input image with its detected panels outlined."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import geopandas as gpd
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import rasterio  # noqa: E402
+from rasterio.enums import Resampling  # noqa: E402
+from shapely import get_coordinates  # noqa: E402
+
+from pipelines.export import atomic_path  # noqa: E402
+
+DISPLAY_PX = 256  # longest side of each thumbnail
+
+
+def _thumbnail(path: Path) -> tuple[np.ndarray, float, rasterio.Affine | None, object]:
+    """RGB thumbnail (H, W, 3) in [0, 1], its scale from source pixels, the source transform and CRS."""
+    with rasterio.open(path) as src:
+        scale = min(1.0, DISPLAY_PX / max(src.width, src.height))
+        shape = (max(1, round(src.height * scale)), max(1, round(src.width * scale)))
+        bands = [1, 2, 3] if src.count >= 3 else [1, 1, 1]
+        pixels = src.read(bands, out_shape=(3, *shape), resampling=Resampling.average).astype(np.float32)
+        transform = src.transform if src.crs is not None else None
+        crs = src.crs
+    low, high = np.percentile(pixels, [1, 99])
+    rgb = np.clip((pixels - low) / max(high - low, 1e-6), 0, 1)
+    return np.moveaxis(rgb, 0, -1), scale, transform, crs
+
+
+def render_contact_sheet(
+    images: list[Path],
+    panels: gpd.GeoDataFrame,
+    out: Path,
+    tile_probabilities: dict[str, float] | None = None,
+    masks_dir: Path | None = None,
+    threshold: float = 0.5,
+    caption: str = "",
+    columns: int = 5,
+) -> Path:
+    """Write a PNG grid: every image, its panel polygons (or, without a georeference, its mask outline)."""
+    rows = max(1, math.ceil(len(images) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows + 0.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, path in zip(axes.flat, images):
+        rgb, scale, transform, crs = _thumbnail(path)
+        ax.imshow(rgb)
+        mine = panels[panels["source"] == str(path)] if len(panels) else panels
+        if transform is not None and len(mine):
+            inverse = ~transform
+            for geometry in mine.to_crs(crs).geometry:
+                for polygon in getattr(geometry, "geoms", [geometry]):
+                    xy = get_coordinates(polygon.exterior)
+                    cols, rows_ = inverse * (xy[:, 0], xy[:, 1])
+                    ax.plot(np.asarray(cols) * scale - 0.5, np.asarray(rows_) * scale - 0.5, color="#ff2d2d", lw=1.5)
+        elif transform is None and masks_dir is not None and (masks_dir / f"{path.stem}.png").exists():
+            with rasterio.open(masks_dir / f"{path.stem}.png") as src:
+                mask = src.read(1, out_shape=rgb.shape[:2], resampling=Resampling.bilinear)
+            if mask.max() >= threshold * 255:
+                ax.contour(mask, levels=[threshold * 255], colors="#ff2d2d", linewidths=1.5)
+        probability = (tile_probabilities or {}).get(str(path))
+        title = path.name if probability is None else f"{path.name}\npanel probability {probability:.2f}"
+        ax.set_title(title, fontsize=8)
+    if caption:
+        fig.text(0.5, 0.005, caption, ha="center", va="bottom", fontsize=7)
+    fig.tight_layout(rect=(0, 0.03 if caption else 0, 1, 1))
+    with atomic_path(out) as partial:
+        fig.savefig(partial, dpi=110, format="png")
+    plt.close(fig)
+    return out

@@ -1,0 +1,38 @@
+"""The demo job: score the bundled sample chips with the bundled model and draw the result."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import geopandas as gpd
+
+from data_catalog.sample import sample_chips
+from models import read_metadata
+from pipelines.contact_sheet import render_contact_sheet
+from pipelines.predictors import default_bundle_path
+from pipelines.scoring import ScoreOptions, ScoreSummary, score
+
+CAPTION = "Imagery: (c) swisstopo (Bern chips); USGS, public domain (Fresno tiles). Red: detected panels."
+
+
+def run_demo(out_dir: Path, model: Path | None = None) -> ScoreSummary:
+    """Write ``panels.geojson``, ``tiles.csv``, ``masks/`` and ``contact_sheet.png`` into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    chips = sample_chips()
+    gsd = {c.gsd_m for c in chips if c.path.suffix == ".png"}
+    options = ScoreOptions(
+        model=model, tiles_csv=out_dir / "tiles.csv", masks_dir=out_dir / "masks",
+        gsd_m=gsd.pop() if len(gsd) == 1 else None, resume=False,
+    )
+    summary = score([c.path for c in chips], out_dir / "panels.geojson", options)
+    panels = gpd.read_file(out_dir / "panels.geojson")
+    with (out_dir / "tiles.csv").open(newline="") as f:
+        probabilities = {row["path"]: float(row["panel_probability"]) for row in csv.DictReader(f)}
+    render_contact_sheet(
+        [c.path for c in chips], panels, out_dir / "contact_sheet.png", probabilities,
+        masks_dir=out_dir / "masks", threshold=read_metadata(model or default_bundle_path()).thresholds["pixel"],
+        caption=CAPTION,
+    )
+    return summary
+
