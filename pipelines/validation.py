@@ -20,15 +20,17 @@ PIXEL_THRESHOLD = 0.5
 
 @torch.inference_mode()
 def predict_prepared(model: nn.Module, prepared: list[PreparedItem], mean: list[float], std: list[float],
-                     runtime: Runtime, batch_size: int = 16) -> list[tuple[float, np.ndarray]]:
-    """(tile probability, pixel probability map) for every item, batching items of the same size."""
+                     runtime: Runtime, batch_pixels: int = 16 * 128 * 128) -> list[tuple[float, np.ndarray]]:
+    """(tile probability, pixel probability map) for every item, batching items of the same size
+    (about ``batch_pixels`` pixels per batch, so large scenes go one at a time)."""
     was_training = model.training
     model.eval()
     results: list[tuple[float, np.ndarray] | None] = [None] * len(prepared)
     by_shape: dict[tuple[int, int], list[int]] = defaultdict(list)
     for i, p in enumerate(prepared):
         by_shape[p.image.shape[:2]].append(i)
-    for indexes in by_shape.values():
+    for (height, width), indexes in by_shape.items():
+        batch_size = max(1, batch_pixels // (height * width))
         for start in range(0, len(indexes), batch_size):
             chunk = indexes[start:start + batch_size]
             images = np.stack([
