@@ -14,6 +14,7 @@ import typer
 from app.catalog_cmd import catalog_app
 from app.demo_cmd import demo
 from app.score_cmd import score
+from app.serve_cmd import serve
 from app.train_cmd import evaluate, train
 
 cli = typer.Typer(
@@ -29,6 +30,7 @@ cli.command("score")(score)
 cli.command("demo")(demo)
 cli.command("train")(train)
 cli.command("evaluate")(evaluate)
+cli.command("serve")(serve)
 
 
 @cli.command("info")

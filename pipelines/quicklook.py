@@ -58,7 +58,7 @@ def overlay_grid(src: rasterio.DatasetReader, max_size: int = MAX_SIZE) -> Overl
     scale = max(width, height) / max_size
     if scale > 1:
         width, height = max(1, math.ceil(width / scale)), max(1, math.ceil(height / scale))
-        transform = transform * Affine.scale(scale)
+        transform = transform @ Affine.scale(scale)
     west, north = transform @ (0, 0)
     east, south = transform @ (width, height)
     (lon0, lon1), (lat0, lat1) = _TO_LONLAT.transform([west, east], [south, north])
@@ -81,7 +81,7 @@ def render(path: Path, max_size: int = MAX_SIZE) -> Quicklook:
                 shape = (max(1, round(src.height / factor)), max(1, round(src.width / factor)))
                 pixels = src.read(list(bands), out_shape=(3, *shape), resampling=Resampling.average)
                 valid = src.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
-                read_transform = src.transform * Affine.scale(src.width / shape[1], src.height / shape[0])
+                read_transform = src.transform @ Affine.scale(src.width / shape[1], src.height / shape[0])
                 crs = src.crs
     except RasterioError as exc:
         raise SceneReadError(f"{path}: cannot be read as a raster ({exc})") from None

@@ -77,8 +77,8 @@ class JobStore:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.Lock()
+        self._db.execute("PRAGMA journal_mode=WAL")
         with self._transaction() as db:
-            db.execute("PRAGMA journal_mode=WAL")
             db.execute(_SCHEMA)
 
     def close(self) -> None:
