@@ -53,6 +53,16 @@ def score(
             "--resume/--no-resume", help="Skip inputs finished by an earlier run into the same --out."
         ),
     ] = True,
+    executor: Annotated[
+        str, typer.Option(help="local (this process) or ray (a Ray cluster; pip install 'solarscan[ray]').")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster to join, e.g. auto (the one this node belongs to) or HOST:6379."),
+    ] = None,
+    num_gpus_per_worker: Annotated[
+        float, typer.Option(min=0.0, help="GPUs for each Ray model worker (fractions share a GPU); 0: CPU.")
+    ] = 0.0,
 ) -> None:
     """Find solar panels in rasters and write them as georeferenced polygons."""
     from pipelines.errors import ModelNotFoundError, ScoringConfigError
@@ -74,6 +84,9 @@ def score(
             min_area_m2=min_area,
             regularise=regularise,
             resume=resume,
+            executor=executor,
+            ray_address=ray_address,
+            num_gpus_per_worker=num_gpus_per_worker,
         )
         summary = run(inputs, out, options)
     except (ScoringConfigError, ModelNotFoundError) as exc:
