@@ -1,0 +1,90 @@
+"""The web map in headless Chromium: upload scenes, wait for the job, see quicklooks and panel polygons."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import uvicorn
+from fixtures.scenes import DarkBluePredictor, write_scene
+from server_fixtures import KEY
+
+from app.server import ServerConfig, create_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (make setup installs it)")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"{CHROMIUM} missing: apt-get install chromium"),
+]
+
+
+@pytest.fixture
+def live_server(tmp_path):
+    """The service on a free localhost port, served by uvicorn in a thread."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = create_app(ServerConfig(data_dir=tmp_path / "data", api_key=KEY), DarkBluePredictor)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(30)
+
+
+def test_upload_watch_and_browse_panels_on_the_map(live_server, tmp_path):
+    roofs = write_scene(tmp_path / "roofs.tif", width=96, height=64, panels=[(8, 8, 20, 40), (36, 50, 56, 70)])
+    field = write_scene(
+        tmp_path / "field.tif", width=64, height=64, panels=[], origin=(500_048.0, 5_300_000.0), seed=1
+    )
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1200, "height": 800}, accept_downloads=True)
+        elsewhere: list[str] = []  # the page runs offline: nothing but this server (and its blobs)
+        page.on(
+            "request", lambda r: r.url.startswith((live_server, "blob:", "data:")) or elsewhere.append(r.url)
+        )
+        page.goto(live_server)
+        page.fill("#key", "not-the-key")
+        page.click("#use-key")
+        page.wait_for_selector("#message:has-text('not accepted')")
+        page.fill("#key", KEY)
+        page.click("#use-key")
+        page.set_input_files("#files", [roofs.path, field.path])
+        page.click("#send")
+
+        page.wait_for_selector("#map[data-panels]", timeout=120_000)
+        assert page.get_attribute("#map", "data-panels") == "2"
+        assert page.locator("#jobs .state-done").count() == 1
+        assert page.locator("img.leaflet-image-layer").count() == 2  # one quicklook per image
+        assert page.locator("path.panel").count() == 2
+
+        page.locator("path.panel").first.click()
+        popup = page.wait_for_selector(".leaflet-popup-content table")
+        assert {"area_m2", "confidence", "roofs.tif"} <= set(popup.inner_text().split())
+
+        with page.expect_download() as download:
+            page.click("#download")
+        geojson = json.loads(Path(download.value.path()).read_text())
+        assert len(geojson["features"]) == 2
+        assert elsewhere == []
+        browser.close()
