@@ -60,9 +60,6 @@ class RayExecutor:
         self._actors: list[ray.actor.ActorHandle] = []
 
     def __enter__(self) -> Self:
-        if not ray.is_initialized():
-            ray.init(address=self.options.ray_address, include_dashboard=False)
-            self._started_ray = True
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -75,6 +72,9 @@ class RayExecutor:
     def map(self, units: Sequence[ScoringUnit], progress: Callable[[int], None]) -> Iterator[UnitOutcome]:
         if not units:
             return
+        if not ray.is_initialized():
+            ray.init(address=self.options.ray_address, include_dashboard=False)
+            self._started_ray = True
         self._actors = self._start_actors(min(len(units), self._slots()))
         queue, idle = deque(units), list(self._actors)
         running: dict[ray.ObjectRef, tuple[ScoringUnit, ray.actor.ActorHandle]] = {}

@@ -1,0 +1,130 @@
+"""The Ray executor on a 2-CPU local cluster: same output as the local executor, retries, failures, resume."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import fixtures.scenes
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+from fixtures.scenes import MEAN, STD, DarkBluePredictor, write_scene
+
+from pipelines import scoring
+from pipelines.predictors import TileScores
+from pipelines.scoring import ScoreOptions, score
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow
+
+OPTIONS = ScoreOptions(min_area_m2=0.5, batch_size=4, progress=False)
+
+
+class PoisonedPredictor(DarkBluePredictor):
+    """Raises on batches showing a white pixel, the first ``failures`` times (counted in a file, across workers)."""
+
+    def __init__(self, counter: Path, failures: int) -> None:
+        super().__init__()
+        self.counter, self.failures = counter, failures
+
+    def predict(self, batch: np.ndarray) -> TileScores:
+        unit = batch * np.reshape(STD, (1, 3, 1, 1)) + np.reshape(MEAN, (1, 3, 1, 1))
+        if (unit > 0.98).all(axis=1).any():
+            seen = len(self.counter.read_text()) if self.counter.exists() else 0
+            if seen < self.failures:
+                self.counter.write_text("x" * (seen + 1))
+                raise RuntimeError("injected worker failure")
+        return super().predict(batch)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_cluster():
+    # Workers cannot import the test tree, so its predictors travel by value.
+    for module in (fixtures.scenes, sys.modules[__name__]):
+        ray.cloudpickle.register_pickle_by_value(module)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def scenes(tmp_path, monkeypatch) -> Path:
+    """A folder of scenes; the large one splits into several strips whose seams panels cross."""
+    monkeypatch.setattr(scoring, "STRIP_PIXELS", 8 * 300)
+    monkeypatch.setattr(scoring, "UNIT_TILES", 12)
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    write_scene(
+        folder / "large.tif",
+        width=300,
+        height=170,
+        panels=[(20, 10, 30, 280), (5, 285, 165, 292), (60, 40, 120, 90), (97, 200, 104, 240)],
+    )
+    write_scene(folder / "small.tif", width=64, height=48, panels=[(10, 10, 20, 30)], seed=1)
+    write_scene(folder / "empty.tif", width=40, height=40, panels=[], seed=2, origin=(501_000.0, 5_300_000.0))
+    poisoned = write_scene(folder / "poisoned.tif", width=50, height=40, panels=[(5, 5, 15, 25)], seed=3)
+    with rasterio.open(poisoned.path, "r+") as dst:
+        dst.write(np.full((3, 4, 4), 255, np.uint8), window=rasterio.windows.Window(40, 30, 4, 4))
+    return folder
+
+
+def _score(inputs, out, predictor, **options):
+    return score(inputs, out, ScoreOptions(**{**vars(OPTIONS), **options}), predictor)
+
+
+def _same_panels(a: Path, b: Path) -> None:
+    left, right = gpd.read_parquet(a), gpd.read_parquet(b)
+    assert len(left) > 0
+    assert left.geometry.to_wkb().tolist() == right.geometry.to_wkb().tolist()
+    assert left.drop(columns="geometry").equals(right.drop(columns="geometry"))
+
+
+def test_ray_gives_the_local_output(scenes, tmp_path):
+    local = _score(
+        [scenes], tmp_path / "local.parquet", DarkBluePredictor(), tiles_csv=tmp_path / "local.csv"
+    )
+    distributed = _score(
+        [scenes],
+        tmp_path / "ray.parquet",
+        DarkBluePredictor(),
+        executor="ray",
+        tiles_csv=tmp_path / "ray.csv",
+    )
+    assert distributed.exit_code == local.exit_code == 0
+    assert (distributed.scored, distributed.panels, distributed.area_m2) == (4, local.panels, local.area_m2)
+    _same_panels(tmp_path / "local.parquet", tmp_path / "ray.parquet")
+    assert (tmp_path / "local.csv").read_text() == (tmp_path / "ray.csv").read_text()
+
+
+def test_a_unit_that_raises_once_is_retried(scenes, tmp_path):
+    _score([scenes], tmp_path / "local.parquet", DarkBluePredictor())
+    flaky = PoisonedPredictor(tmp_path / "failures", failures=1)
+    summary = _score([scenes], tmp_path / "ray.parquet", flaky, executor="ray")
+    assert summary.exit_code == 0 and summary.scored == 4
+    assert (tmp_path / "failures").read_text() == "x"  # it did fail once
+    _same_panels(tmp_path / "local.parquet", tmp_path / "ray.parquet")
+
+
+def test_a_unit_that_keeps_failing_is_reported_and_the_rest_delivered_and_resumable(scenes, tmp_path):
+    out = tmp_path / "ray.parquet"
+    broken = PoisonedPredictor(tmp_path / "failures", failures=100)
+    summary = _score([scenes], out, broken, executor="ray")
+    poisoned = str(scenes / "poisoned.tif")
+    assert summary.exit_code == 1 and list(summary.failures) == [poisoned]
+    assert summary.failures[poisoned].startswith(poisoned)
+    assert (
+        "failed 3 times" in summary.failures[poisoned]
+        and "injected worker failure" in summary.failures[poisoned]
+    )
+    assert summary.scored == 3 and set(gpd.read_parquet(out)["source"]) == {
+        str(scenes / "large.tif"),
+        str(scenes / "small.tif"),
+    }
+
+    # The resume manifest works across executors: only the failed scene is scored again.
+    again = _score([scenes], out, DarkBluePredictor(), executor="ray")
+    assert (again.exit_code, again.scored, again.resumed) == (0, 1, 3)
+    _score([scenes], tmp_path / "local.parquet", DarkBluePredictor())
+    _same_panels(tmp_path / "local.parquet", out)
