@@ -1,0 +1,330 @@
+"""End-to-end scoring benchmark: a plain baseline and the product on the same generated scene, in one invocation.
+
+The scene is generated deterministically into a temporary folder: a tiled, deflate-compressed 3-band GeoTIFF at
+0.3 m with dark rectangles ("panels") in about ``--panel-fraction`` of its 256 px tiles. Each configuration runs in
+its own child process, so peak RSS and start-up are its own:
+
+- ``baseline``: the same network, fp32 eager, contiguous, no BatchNorm folding, the decoder on every tile;
+- ``product``: ``load_predictor`` as ``solarscan score`` uses it (precision, layout, folding, compile policy and
+  classifier gating chosen by the product).
+
+Without ``--model`` the network is a freshly initialised ``panelnet_res2netplus50`` with BatchNorm statistics
+like a trained one's. An untrained classifier cannot find the panel tiles, so the product's gate threshold is set
+from the baseline's tile probabilities to pass the same fraction of tiles a trained one would (``--panel-fraction``):
+the compute is the product's, the detections are not meaningful.
+
+``--memory`` instead measures peak RSS of scoring two scene sizes with a stand-in predictor (no network).
+
+    python benchmarks/bench_scoring.py [--quick] [--size 10000] [--model BUNDLE] [--memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+GSD_M = 0.3
+TILE = 256
+MEAN, STD = [0.4, 0.45, 0.35], [0.2, 0.2, 0.2]
+PANEL_RGB = (25, 45, 130)
+BLOCK = 512  # GeoTIFF block and generation window
+
+
+def write_scene(path: Path, size: int, panel_fraction: float, seed: int = 0) -> int:
+    """A size x size scene with panels in about ``panel_fraction`` of its tiles; returns the panel tile count."""
+    import rasterio
+    from affine import Affine
+
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(0, 30, (3, BLOCK, BLOCK), dtype=np.uint8)  # one block of texture, repeated
+    base = np.array([120, 135, 105], np.uint8)[:, None, None]
+    stride = TILE - TILE // 4
+    cells = [(r, c) for r in range(0, size - TILE + 1, stride) for c in range(0, size - TILE + 1, stride)]
+    picked = rng.choice(len(cells), size=max(1, round(panel_fraction * len(cells))), replace=False)
+    panels = []
+    for i in sorted(picked):
+        r, c = cells[i]
+        dr, dc = rng.integers(40, 180, 2)
+        panels.append((r + dr, c + dc, r + dr + int(rng.integers(8, 30)), c + dc + int(rng.integers(15, 60))))
+    profile = {
+        "driver": "GTiff",
+        "width": size,
+        "height": size,
+        "count": 3,
+        "dtype": "uint8",
+        "crs": "EPSG:32632",
+        "transform": Affine(GSD_M, 0, 500_000.0, 0, -GSD_M, 5_300_000.0),
+        "tiled": True,
+        "blockxsize": BLOCK,
+        "blockysize": BLOCK,
+        "compress": "deflate",
+        "photometric": "RGB",
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        for row in range(0, size, BLOCK):
+            for col in range(0, size, BLOCK):
+                h, w = min(BLOCK, size - row), min(BLOCK, size - col)
+                block = base + noise[:, :h, :w]
+                for r0, c0, r1, c1 in panels:
+                    if r0 < row + h and r1 > row and c0 < col + w and c1 > col:
+                        block[
+                            :,
+                            max(r0, row) - row : min(r1, row + h) - row,
+                            max(c0, col) - col : min(c1, col + w) - col,
+                        ] = np.array(PANEL_RGB, np.uint8)[:, None, None]
+                dst.write(block, window=rasterio.windows.Window(col, row, w, h))
+    return len(picked)
+
+
+def write_bundle(path: Path) -> Path:
+    """A freshly initialised detector with trained-like BatchNorm statistics (seeded)."""
+    import torch
+    from torch import nn
+
+    import models
+
+    torch.manual_seed(0)
+    model = models.create_model("panelnet_res2netplus50").eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+    metadata = models.BundleMetadata(
+        architecture="panelnet_res2netplus50",
+        model_kwargs={},
+        bands=["red", "green", "blue"],
+        norm_mean=MEAN,
+        norm_std=STD,
+        gsd_m=GSD_M,
+        tile_size=TILE,
+    )
+    return models.save_bundle(path, model, metadata)
+
+
+class PlainPredictor:
+    """The baseline: fp32 eager forward of the whole network on every tile, default memory layout."""
+
+    def __init__(self, bundle_path: Path) -> None:
+        import models
+
+        bundle = models.load_bundle(bundle_path)
+        self.model, self.metadata = bundle.model.eval(), bundle.metadata
+        self.name = "plain fp32 eager"
+        self.tile_probabilities: list[np.ndarray] = []
+
+    def predict(self, batch: np.ndarray):
+        import torch
+
+        from pipelines.predictors import TileScores
+        from pipelines.timing import stage
+
+        with stage("model"), torch.inference_mode():
+            out = self.model(torch.from_numpy(batch))
+            tile = torch.sigmoid(out.tile_logit).numpy()
+            maps = torch.sigmoid(out.mask_logit)[:, 0].numpy()
+        self.tile_probabilities.append(tile)
+        return TileScores(tile, maps, np.ones(len(batch), bool))
+
+
+class StandInPredictor:
+    """No network: 'panel' wherever the blue band is darkest, for measuring everything around the model."""
+
+    name = "stand-in"
+
+    def __init__(self) -> None:
+        from models import BundleMetadata
+
+        self.metadata = BundleMetadata(
+            architecture="stand_in",
+            model_kwargs={},
+            bands=["red", "green", "blue"],
+            norm_mean=MEAN,
+            norm_std=STD,
+            gsd_m=GSD_M,
+            tile_size=TILE,
+        )
+
+    def predict(self, batch: np.ndarray):
+        from pipelines.predictors import TileScores
+
+        maps = (batch[:, 2] > batch[:, 0] + 1.0).astype(np.float32)
+        return TileScores(maps.max(axis=(1, 2)), maps, np.ones(len(batch), bool))
+
+
+def run_child(args: argparse.Namespace) -> None:
+    """Score the scene with one configuration and print one JSON line of measurements."""
+    start = time.perf_counter()
+    from pipelines.predictors import load_predictor
+    from pipelines.scoring import ScoreOptions, score
+    from pipelines.timing import reset_stages, stage_seconds
+
+    options = ScoreOptions(
+        progress=False,
+        batch_size=args.batch_size,
+        compile=args.compile,
+        gate_threshold=args.gate_threshold,
+        gate=args.run != "baseline",
+        resume=False,
+    )
+    if args.run == "baseline":
+        predictor = PlainPredictor(args.bundle)
+    elif args.run == "stand-in":
+        predictor = StandInPredictor()
+    else:
+        predictor = load_predictor(args.bundle, gate_threshold=args.gate_threshold, compile=args.compile)
+    reset_stages()
+    scoring_start = time.perf_counter()
+    summary = score([args.scene], args.workdir / f"{args.run}.gpkg", options, predictor)
+    end = time.perf_counter()
+    result = {
+        "run": args.run,
+        "seconds": end - scoring_start,
+        "process_seconds": end - start,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "stages": stage_seconds(),
+        "panels": summary.panels,
+        "failures": summary.failures,
+    }
+    if isinstance(predictor, PlainPredictor):
+        result["tile_probabilities"] = np.concatenate(predictor.tile_probabilities).tolist()
+    if hasattr(predictor, "runtime"):
+        rt = predictor.runtime
+        result["runtime"] = f"{rt.device.type} {rt.autocast_dtype or 'fp32'} cl={rt.channels_last}"
+    print(json.dumps(result))
+
+
+def child(
+    run: str, scene: Path, bundle: Path | None, workdir: Path, args: argparse.Namespace, **extra
+) -> dict:
+    command = [
+        sys.executable,
+        __file__,
+        "--run",
+        run,
+        "--scene",
+        str(scene),
+        "--workdir",
+        str(workdir),
+        "--batch-size",
+        str(args.batch_size),
+        "--compile",
+        args.compile,
+    ]
+    if bundle is not None:
+        command += ["--bundle", str(bundle)]
+    for key, value in extra.items():
+        command += [f"--{key.replace('_', '-')}", str(value)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{run} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def tiles_of(size: int) -> int:
+    stride = TILE - TILE // 4
+    return math.ceil(max(size - TILE, 0) / stride + 1) ** 2
+
+
+def stage_table(results: list[dict]) -> str:
+    from pipelines.timing import STAGES
+
+    lines = ["stage seconds (reader threads overlap inference, so stages can sum past wall time):"]
+    lines.append(f"{'stage':<10}" + "".join(f"{r['run']:>12}" for r in results))
+    for name in STAGES:
+        lines.append(f"{name:<10}" + "".join(f"{r['stages'][name]:>12.1f}" for r in results))
+    lines.append(f"{'wall':<10}" + "".join(f"{r['seconds']:>12.1f}" for r in results))
+    return "\n".join(lines)
+
+
+def throughput(args: argparse.Namespace, workdir: Path) -> None:
+    size = args.size
+    scene = workdir / "scene.tif"
+    t = time.perf_counter()
+    panel_tiles = write_scene(scene, size, args.panel_fraction)
+    bundle = args.model or write_bundle(workdir / "fresh.safetensors")
+    tiles = tiles_of(size)
+    area_km2 = (size * GSD_M) ** 2 / 1e6
+    print(
+        f"scene {size}x{size} px at {GSD_M} m = {area_km2:.2f} km2, {tiles} tiles of {TILE} px, "
+        f"{panel_tiles} with panels (generated in {time.perf_counter() - t:.0f} s)",
+        flush=True,
+    )
+    baseline = child("baseline", scene, bundle, workdir, args)
+    probabilities = np.sort(np.asarray(baseline.pop("tile_probabilities")))
+    gate = float(probabilities[-panel_tiles]) if args.model is None else None
+    extra = {"gate_threshold": gate} if gate is not None else {}
+    product = child("product", scene, bundle, workdir, args, **extra)
+    print(f"{'run':<10}{'tiles/s':>10}{'km2/h':>10}{'ratio':>8}{'peak RSS MB':>13}{'process s':>11}  runtime")
+    for r in (baseline, product):
+        print(
+            f"{r['run']:<10}{tiles / r['seconds']:>10.2f}{area_km2 / r['seconds'] * 3600:>10.2f}"
+            f"{baseline['seconds'] / r['seconds']:>8.2f}{r['peak_rss_mb']:>13.0f}{r['process_seconds']:>11.1f}"
+            f"  {r.get('runtime', 'fp32 eager contiguous, no gate')}"
+        )
+    print(stage_table([baseline, product]))
+
+
+def memory(args: argparse.Namespace, workdir: Path) -> None:
+    sizes = (args.size, args.size * 2)
+    print(
+        f"peak RSS of scoring with a stand-in predictor (no network), scenes {sizes[0]} and {sizes[1]} px square"
+    )
+    rows = []
+    for size in sizes:
+        scene = workdir / f"scene-{size}.tif"
+        write_scene(scene, size, args.panel_fraction)
+        r = child("stand-in", scene, None, workdir, args)
+        rows.append((size, r))
+        scene.unlink()
+        print(
+            f"{size:>6} px: peak RSS {r['peak_rss_mb']:.0f} MB, {r['seconds']:.0f} s, {r['panels']} panels",
+            flush=True,
+        )
+    print(f"RSS growth for 4x the area: {rows[1][1]['peak_rss_mb'] / rows[0][1]['peak_rss_mb'] - 1:+.1%}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a 1536 px scene (memory: 4096 and 8192 px)")
+    parser.add_argument("--size", type=int, default=None, help="scene width and height in px (default 10000)")
+    parser.add_argument("--panel-fraction", type=float, default=0.02)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--compile", default="auto", choices=("auto", "on", "off"))
+    parser.add_argument(
+        "--model", type=Path, default=None, help="a trained bundle instead of a fresh network"
+    )
+    parser.add_argument("--memory", action="store_true", help="measure peak RSS against scene size instead")
+    parser.add_argument("--run", help=argparse.SUPPRESS)
+    parser.add_argument("--scene", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--bundle", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--gate-threshold", type=float, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run:
+        run_child(args)
+        return
+    if args.size is None:
+        args.size = (4096 if args.memory else 1536) if args.quick else (20000 if args.memory else 10000)
+    print(f"{os.cpu_count()} CPUs, torch threads default; figures from one invocation (compare ratios)")
+    with tempfile.TemporaryDirectory(prefix="solarscan-bench-") as tmp:
+        (memory if args.memory else throughput)(args, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()

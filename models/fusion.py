@@ -1,0 +1,152 @@
+"""Inference-only rewrites that keep a trained model's outputs and make fewer passes over memory.
+
+``fuse_for_inference`` returns a copy of a model in which
+
+- every BatchNorm that directly follows a convolution is folded into that convolution's weight and bias
+  (the Res2Net 3x3 branch convolutions, ``conv3``, the shortcut convolutions, the stem of the official order and
+  the decoder's conv-BN-ReLU blocks), and
+- every activation -> BatchNorm pair of the Plus order becomes one ``MishAffine`` (Mish, then a per-channel
+  scale and shift), which a compiler turns into one elementwise pass.
+
+A BatchNorm after Mish is not folded into the convolution after it: those convolutions are zero-padded 3x3s (and
+average pools and cumulative adds) whose borders would see the shift where the original sees zero.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from models.res2net import Bottle2neck, Res2Net
+
+MISH_LINEAR_ABOVE = 20.0  # mish(x) == x in float32 above this
+
+
+def mish(x: torch.Tensor) -> torch.Tensor:
+    """Mish with a single exponential: tanh(softplus(x)) = n / (n + 2) with n = e^x (e^x + 2)."""
+    e = torch.exp(torch.clamp(x, max=MISH_LINEAR_ABOVE))
+    n = e * (e + 2.0)
+    return torch.where(x > MISH_LINEAR_ABOVE, x, x * n / (n + 2.0))
+
+
+class MishAffine(nn.Module):
+    """``scale * mish(x) + shift`` per channel: Mish followed by an inference-mode BatchNorm."""
+
+    def __init__(self, scale: torch.Tensor, shift: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("scale", scale.reshape(1, -1, 1, 1))
+        self.register_buffer("shift", shift.reshape(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.shift, mish(x), self.scale)
+
+
+def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (scale, shift) of an inference-mode BatchNorm."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
+@torch.no_grad()
+def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A convolution with bias equal to ``bn(conv(x))`` in inference mode."""
+    scale, shift = _bn_affine(bn)
+    fused = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        bias=True,
+        padding_mode=conv.padding_mode,
+        device=conv.weight.device,
+        dtype=conv.weight.dtype,
+    )
+    fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(shift)
+    fused.bias.copy_(bias * scale + shift)
+    return fused
+
+
+@torch.no_grad()
+def mish_affine(bn: nn.BatchNorm2d) -> MishAffine:
+    """The ``MishAffine`` equal to Mish followed by ``bn`` in inference mode."""
+    return MishAffine(*_bn_affine(bn))
+
+
+def _fuse_sequential(seq: nn.Sequential) -> None:
+    """Fold conv -> BN and merge Mish -> BN among the direct children of ``seq``, in place."""
+    children = list(seq.children())
+    fused: list[nn.Module] = []
+    i = 0
+    while i < len(children):
+        first = children[i]
+        second = children[i + 1] if i + 1 < len(children) else None
+        if isinstance(second, nn.BatchNorm2d) and isinstance(first, nn.Conv2d):
+            fused.append(fold_conv_bn(first, second))
+            i += 2
+        elif isinstance(second, nn.BatchNorm2d) and isinstance(first, nn.Mish):
+            fused.append(mish_affine(second))
+            i += 2
+        else:
+            fused.append(first)
+            i += 1
+    seq._modules.clear()
+    for index, module in enumerate(fused):
+        seq.add_module(str(index), module)
+
+
+def _fuse_block(block: Bottle2neck) -> None:
+    if block.act_before_norm:
+        block.act1, block.bn1 = mish_affine(block.bn1), nn.Identity()
+    else:
+        block.conv1, block.bn1 = fold_conv_bn(block.conv1, block.bn1), nn.Identity()
+    block.convs = nn.ModuleList(fold_conv_bn(c, b) for c, b in zip(block.convs, block.bns))
+    block.bns = nn.ModuleList(nn.Identity() for _ in block.bns)
+    block.conv3, block.bn3 = fold_conv_bn(block.conv3, block.bn3), nn.Identity()
+
+
+def _fuse_stem(encoder: Res2Net) -> None:
+    if encoder.act_before_norm:
+        encoder.act1, encoder.bn1 = mish_affine(encoder.bn1), nn.Identity()
+    elif isinstance(encoder.conv1, nn.Conv2d):
+        encoder.conv1, encoder.bn1 = fold_conv_bn(encoder.conv1, encoder.bn1), nn.Identity()
+    else:
+        encoder.conv1[-1], encoder.bn1 = fold_conv_bn(encoder.conv1[-1], encoder.bn1), nn.Identity()
+
+
+def fuse_for_inference(model: nn.Module) -> nn.Module:
+    """An inference-mode copy of ``model`` with BatchNorms folded away (see the module docstring).
+
+    The copy must not be trained: its BatchNorms no longer exist.
+    """
+    fused = copy.deepcopy(model).eval()
+    for module in list(fused.modules()):
+        if isinstance(module, Bottle2neck):
+            _fuse_block(module)
+        elif isinstance(module, Res2Net):
+            _fuse_stem(module)
+        if isinstance(module, nn.Sequential):
+            _fuse_sequential(module)
+    return fused.requires_grad_(False)
+
+
+def uses_fast_mish(model: nn.Module) -> nn.Module:
+    """Replace every ``nn.Mish`` of ``model`` in place by the single-exponential formulation."""
+    for name, child in list(model.named_children()):
+        if isinstance(child, nn.Mish):
+            setattr(model, name, FastMish())
+        else:
+            uses_fast_mish(child)
+    return model
+
+
+class FastMish(nn.Module):
+    """``nn.Mish`` computed with one exponential (see ``mish``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return mish(x)
