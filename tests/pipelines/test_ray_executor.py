@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import rasterio
 from fixtures.scenes import MEAN, STD, DarkBluePredictor, write_scene
+from rasterio.windows import Window
 
 from pipelines import scoring
 from pipelines.predictors import TileScores
@@ -66,7 +67,7 @@ def scenes(tmp_path, monkeypatch) -> Path:
     write_scene(folder / "empty.tif", width=40, height=40, panels=[], seed=2, origin=(501_000.0, 5_300_000.0))
     poisoned = write_scene(folder / "poisoned.tif", width=50, height=40, panels=[(5, 5, 15, 25)], seed=3)
     with rasterio.open(poisoned.path, "r+") as dst:
-        dst.write(np.full((3, 4, 4), 255, np.uint8), window=rasterio.windows.Window(40, 30, 4, 4))
+        dst.write(np.full((3, 4, 4), 255, np.uint8), window=Window(40, 30, 4, 4))
     return folder
 
 
