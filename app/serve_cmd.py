@@ -53,7 +53,11 @@ def serve(
         typer.echo(f"API key (shown once, stored in {data.api_key}, or set {ENV_VAR}): {key}", err=True)
     try:
         config = ServerConfig(
-            data_dir=data.root, api_key=key, model=model, workers=workers, max_upload_bytes=max_upload_mb << 20
+            data_dir=data.root,
+            api_key=key,
+            model=model,
+            workers=workers,
+            max_upload_bytes=max_upload_mb << 20,
         )
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -54,7 +54,9 @@ def overlay_grid(src: rasterio.DatasetReader, max_size: int = MAX_SIZE) -> Overl
             src.crs, WEB_MERCATOR, src.width, src.height, *src.bounds
         )
     except (RasterioError, ValueError) as exc:
-        raise MissingGeoreferenceError(f"{src.name}: cannot be placed on a Web Mercator map ({exc})") from None
+        raise MissingGeoreferenceError(
+            f"{src.name}: cannot be placed on a Web Mercator map ({exc})"
+        ) from None
     scale = max(width, height) / max_size
     if scale > 1:
         width, height = max(1, math.ceil(width / scale)), max(1, math.ceil(height / scale))

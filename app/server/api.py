@@ -172,7 +172,9 @@ def _jobs_router() -> APIRouter:
         """A PNG picture of an uploaded image on the Web Mercator grid, for a map overlay at its ``bounds``."""
         job = _job(request, job_id)
         if not 0 <= index < len(job.files) or job.files[index].bounds is None:
-            raise ApiError(404, "no quicklook", f"job {job_id} has no image {index} that can be shown on a map")
+            raise ApiError(
+                404, "no quicklook", f"job {job_id} has no image {index} that can be shown on a map"
+            )
         files: JobFiles = request.app.state.data.job(job_id)
         stored = job.files[index].stored
         path = files.quicklook(stored)
@@ -180,7 +182,9 @@ def _jobs_router() -> APIRouter:
             try:
                 picture = render(files.input(stored))
             except ScoringError as exc:
-                raise ApiError(422, "no quicklook", _named(str(exc), files.input(stored), job.files[index].name))
+                raise ApiError(
+                    422, "no quicklook", _named(str(exc), files.input(stored), job.files[index].name)
+                )
             with atomic_path(path) as partial:
                 partial.write_bytes(picture.png)
         return FileResponse(path, media_type="image/png")
@@ -193,7 +197,9 @@ def _result_route(attribute: str, media_type: str, name: str) -> Callable[[Reque
         job = _job(request, job_id)
         path: Path = getattr(request.app.state.data.job(job_id), attribute)
         if job.state in ("queued", "running"):
-            raise ApiError(409, "not ready", f"job {job_id} is {job.state}; results are ready when it is done")
+            raise ApiError(
+                409, "not ready", f"job {job_id} is {job.state}; results are ready when it is done"
+            )
         if not path.is_file():
             raise ApiError(404, "no results", f"job {job_id} failed before writing results: {job.error}")
         return FileResponse(path, media_type=media_type, filename=f"{job_id}-{name}")
@@ -214,7 +220,9 @@ def _job(request: Request, job_id: str) -> Job:
     return job
 
 
-def _error(status_code: int, error: str, detail: object, headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(
+    status_code: int, error: str, detail: object, headers: dict[str, str] | None = None
+) -> JSONResponse:
     body = jsonable_encoder({"error": error, "detail": detail})
     return JSONResponse(body, status_code=status_code, headers=headers)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -31,7 +32,7 @@ def resolve_api_key(data: DataDir) -> tuple[str, bool]:
 
 
 def require_key(
-    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> None:
     """FastAPI dependency: 401 unless the request carries the server's key as a bearer token."""
     expected: str = request.app.state.config.api_key

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.scoring import ScoreOptions
@@ -18,7 +18,7 @@ class ServerConfig:
     workers: int = 1  # jobs scored at once; 0 accepts and queues jobs without scoring them
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_files: int = 100  # files per job
-    score_options: ScoreOptions = ScoreOptions(progress=False)
+    score_options: ScoreOptions = field(default_factory=lambda: ScoreOptions(progress=False))
 
     def __post_init__(self) -> None:
         if self.workers < 0 or self.max_upload_bytes < 1 or self.max_files < 1:

@@ -147,7 +147,9 @@ class JobStore:
     def requeue_running(self) -> int:
         """Queue again the jobs a stopped server left running; returns how many."""
         with self._transaction() as db:
-            return db.execute("UPDATE jobs SET state = 'queued', started = NULL WHERE state = 'running'").rowcount
+            return db.execute(
+                "UPDATE jobs SET state = 'queued', started = NULL WHERE state = 'running'"
+            ).rowcount
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -210,7 +212,8 @@ class JobRunner:
         self._wake = threading.Condition()
         self._stopping = False
         self._threads = [
-            threading.Thread(target=self._work, name=f"solarscan-worker-{i}", daemon=True) for i in range(workers)
+            threading.Thread(target=self._work, name=f"solarscan-worker-{i}", daemon=True)
+            for i in range(workers)
         ]
 
     def start(self) -> None:
@@ -249,6 +252,7 @@ class JobRunner:
             try:
                 predictor = predictor or self.predictor_factory()
             except Exception as exc:  # tried again with the next job (e.g. once the model is installed)
+                log.exception("the model cannot be loaded")
                 self.store.finish(job.id, {}, [], f"the model cannot be loaded: {exc}")
                 continue
             try:

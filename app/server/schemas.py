@@ -17,7 +17,9 @@ class ErrorBody(BaseModel):
 
 class FileInfo(BaseModel):
     index: int
-    name: str = Field(description="The uploaded file name (for display; files are stored under generated names).")
+    name: str = Field(
+        description="The uploaded file name (for display; files are stored under generated names)."
+    )
     size: int = Field(description="Bytes.")
     bounds: tuple[float, float, float, float] | None = Field(
         description="Map extent of the quicklook: west, south, east, north in degrees."

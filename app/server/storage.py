@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import rasterio
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from app.server.errors import ApiError, job_not_found
 from pipelines.errors import MissingGeoreferenceError
@@ -96,7 +97,9 @@ class JobFiles:
         self._data = data
         self.inputs = self.root / "inputs"
         self.out = self.root / "out"
-        self.scored_panels = self.out / "panels.parquet"  # the scoring pipeline's output (and manifest beside it)
+        self.scored_panels = (
+            self.out / "panels.parquet"
+        )  # the scoring pipeline's output (and manifest beside it)
         self.scored_tiles = self.out / "scored-tiles.csv"
         self.geojson = self.out / "panels.geojson"
         self.gpkg = self.out / "panels.gpkg"
@@ -128,7 +131,9 @@ async def receive_uploads(
     boundary = params.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
         raise ApiError(
-            415, "unsupported media type", f"send the rasters as multipart/form-data in field {UPLOAD_FIELD!r}"
+            415,
+            "unsupported media type",
+            f"send the rasters as multipart/form-data in field {UPLOAD_FIELD!r}",
         )
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
@@ -144,10 +149,12 @@ async def receive_uploads(
                 raise _too_large(max_bytes)
             parser.write(chunk)
         parser.finalize()
-    except ApiError:
-        raise
-    except Exception as exc:  # the multipart parser's errors for malformed bodies
+    except MultipartParseError as exc:
         raise ApiError(422, "malformed upload", f"the multipart body cannot be parsed ({exc})") from None
+    except ClientDisconnect:
+        raise ApiError(
+            400, "upload interrupted", "the client disconnected before the upload was complete"
+        ) from None
     finally:
         receiver.close()
     if not receiver.paths:
@@ -240,7 +247,9 @@ class _PartWriter:
         field = options.get(b"name", b"").decode("utf-8", "replace")
         if disposition != b"form-data" or field != UPLOAD_FIELD:
             raise ApiError(
-                422, "unexpected form field", f"only the file field {UPLOAD_FIELD!r} is accepted, got {field!r}"
+                422,
+                "unexpected form field",
+                f"only the file field {UPLOAD_FIELD!r} is accepted, got {field!r}",
             )
         if b"filename" not in options:
             raise ApiError(422, "not a file", f"each {UPLOAD_FIELD!r} part must be a file upload")

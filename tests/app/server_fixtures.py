@@ -17,14 +17,18 @@ KEY = "test-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
-def make_client(data_dir: Path, predictor_factory: Callable[[], Predictor] | None = DarkBluePredictor, **config):
+def make_client(
+    data_dir: Path, predictor_factory: Callable[[], Predictor] | None = DarkBluePredictor, **config
+):
     """A TestClient (use it as a context manager: that starts and stops the workers) sending the API key."""
     app = create_app(ServerConfig(data_dir=data_dir, api_key=KEY, **config), predictor_factory)
     return TestClient(app, headers=AUTH)
 
 
 def upload(client: TestClient, *files: tuple[str, bytes]):
-    return client.post("/v1/jobs", files=[("files", (name, content, "image/tiff")) for name, content in files])
+    return client.post(
+        "/v1/jobs", files=[("files", (name, content, "image/tiff")) for name, content in files]
+    )
 
 
 def wait_for(client: TestClient, job_id: str, states=("done", "failed"), timeout: float = 120.0) -> dict:

@@ -25,7 +25,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (make setup installs it)")
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed (make setup installs it)"
+)
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"{CHROMIUM} missing: apt-get install chromium"),
@@ -52,7 +54,9 @@ def live_server(tmp_path):
 
 
 def test_upload_watch_and_browse_panels_on_the_map(live_server, tmp_path):
-    roofs = write_scene(tmp_path / "roofs.tif", width=96, height=64, panels=[(8, 8, 20, 40), (36, 50, 56, 70)])
+    roofs = write_scene(
+        tmp_path / "roofs.tif", width=96, height=64, panels=[(8, 8, 20, 40), (36, 50, 56, 70)]
+    )
     field = write_scene(
         tmp_path / "field.tif", width=64, height=64, panels=[], origin=(500_048.0, 5_300_000.0), seed=1
     )

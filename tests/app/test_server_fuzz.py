@@ -14,7 +14,9 @@ from server_fixtures import AUTH, KEY, make_client, upload, wait_for
 
 from app.server import ServerConfig, create_app
 
-schema = schemathesis.openapi.from_dict(create_app(ServerConfig(data_dir=Path("unused"), api_key=KEY)).openapi())
+schema = schemathesis.openapi.from_dict(
+    create_app(ServerConfig(data_dir=Path("unused"), api_key=KEY)).openapi()
+)
 
 
 @pytest.fixture(scope="module")

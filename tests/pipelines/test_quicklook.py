@@ -30,8 +30,14 @@ def _pixel(picture: np.ndarray, bounds, crs: str, x: float, y: float) -> np.ndar
 def test_panel_and_nodata_show_where_they_are(tmp_path, crs):
     origin = (500_000.0, 5_300_000.0) if crs == "EPSG:32632" else (2_600_000.0, 1_200_000.0)
     spec = write_scene(
-        tmp_path / "scene.tif", width=300, height=200, panels=[(40, 40, 100, 120)], crs=crs, origin=origin,
-        nodata=0, nodata_box=(150, 200, 200, 300),
+        tmp_path / "scene.tif",
+        width=300,
+        height=200,
+        panels=[(40, 40, 100, 120)],
+        crs=crs,
+        origin=origin,
+        nodata=0,
+        nodata_box=(150, 200, 200, 300),
     )
     quicklook = render(spec.path, max_size=128)
     picture = np.asarray(Image.open(io.BytesIO(quicklook.png)))
