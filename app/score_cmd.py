@@ -31,6 +31,10 @@ def score(
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
+    compile: Annotated[
+        str,
+        typer.Option(help="torch.compile the encoder: auto (big jobs, where it was measured to pay), on or off."),
+    ] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Tiles per inference batch.")] = 8,
     threshold: Annotated[
         float | None,
@@ -77,6 +81,7 @@ def score(
             gsd_m=gsd,
             device=device,
             precision=precision,
+            compile=compile,
             batch_size=batch_size,
             workers=workers,
             threshold=threshold,

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from pipelines.tiling import Tile
+from pipelines.timing import timed
 
 RowSink = Callable[[int, np.ndarray], None]  # (first row, probabilities (rows, width) float32)
 
@@ -35,6 +36,7 @@ class StripBlender:
         self._weights = np.zeros((tile_size, padded_width), np.float32)
         self._top = 0  # grid row held in buffer row 0
 
+    @timed("blend")
     def add(self, tile: Tile, probability: np.ndarray, weight: np.ndarray) -> None:
         """Blend one tile's (T, T) probability with its (T, T) weight (already zero where invalid)."""
         if tile.row < self._top:
@@ -44,6 +46,7 @@ class StripBlender:
         self._weighted[:, cols] += probability * weight
         self._weights[:, cols] += weight
 
+    @timed("blend")
     def close(self) -> None:
         """Hand over every remaining row."""
         while self._top < self.height:

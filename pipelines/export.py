@@ -14,6 +14,7 @@ import shapely
 
 from pipelines.attributes import COLUMNS
 from pipelines.errors import ScoringConfigError
+from pipelines.timing import timed
 
 OUTPUT_CRS = "EPSG:4326"
 _WRITERS: dict[str, Callable[[gpd.GeoDataFrame, Path, str], None]] = {
@@ -73,6 +74,7 @@ def combine(panel_sets: Iterable[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
     return panels
 
 
+@timed("write")
 def write_panels(panels: gpd.GeoDataFrame, out: Path) -> None:
     """Write ``panels`` in the format named by ``out``'s extension, never leaving a half-written file."""
     check_output_path(out)

@@ -14,8 +14,10 @@ import torch
 
 import models
 from models import Bundle, BundleMetadata, BundleNotFoundError, ModelError, load_bundle
+from pipelines.acceleration import compile_pays, compiled_encoder, inference_copy
 from pipelines.errors import ModelNotFoundError, ScoringConfigError
 from pipelines.runtime import Runtime
+from pipelines.timing import stage
 
 DEFAULT_BUNDLE_NAME = "solarscan-res2netplus50.safetensors"
 
@@ -41,14 +43,26 @@ class Predictor(Protocol):
 
 
 class ModelPredictor:
-    """A PanelNet bundle: one encoder pass, the classifier, then the decoder only on tiles over the gate threshold."""
+    """A PanelNet bundle: one encoder pass, the classifier, then the decoder only on tiles over the gate threshold.
+
+    The model runs as an inference copy with its BatchNorms folded; ``plan`` compiles the encoder when the job is
+    big enough to pay for it (``compile``: 'auto', 'on' or 'off').
+    """
 
     def __init__(
-        self, bundle: Bundle, runtime: Runtime, gate: bool = True, gate_threshold: float | None = None
+        self,
+        bundle: Bundle,
+        runtime: Runtime,
+        gate: bool = True,
+        gate_threshold: float | None = None,
+        compile: str = "auto",
     ):
+        compile_pays(compile, 0, runtime)  # rejects an unknown policy now rather than at the first big job
         self.metadata = bundle.metadata
         self.runtime = runtime
-        self.model = runtime.prepare(bundle.model).eval()
+        self.model = runtime.prepare(inference_copy(bundle.model))
+        self.compile = compile
+        self._encode = self.model.encode
         self.gate = gate
         # Below the tile decision threshold, so the gate only skips tiles the classifier is sure about.
         self.gate_threshold = (
@@ -57,11 +71,28 @@ class ModelPredictor:
         stem = bundle.path.stem if bundle.path else self.metadata.architecture
         self.name = f"{stem} ({self.metadata.architecture} {self.metadata.package_version})"
 
+    def __getstate__(self) -> dict:
+        """Pickled (e.g. for other processes) without a compiled encoder, which each process makes for itself."""
+        return {**self.__dict__, "_encode": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._encode = self.model.encode
+
+    def plan(self, tiles: int, batch_size: int) -> None:
+        """Prepare for a job of ``tiles`` tiles in batches of at most ``batch_size``: compile if it pays."""
+        if compile_pays(self.compile, tiles, self.runtime):
+            self._encode = compiled_encoder(self.model, batch_size)
+
     def predict(self, batch: np.ndarray) -> TileScores:
+        with stage("model"):
+            return self._predict(batch)
+
+    def _predict(self, batch: np.ndarray) -> TileScores:
         n, _, h, w = batch.shape
         with torch.inference_mode(), self.runtime.autocast():
             x = self.runtime.to_input(torch.from_numpy(batch))
-            features = self.model.encode(x)
+            features = self._encode(x)
             tile = torch.sigmoid(self.model.classify(features).float())
             chosen = tile >= self.gate_threshold if self.gate else torch.ones_like(tile, dtype=torch.bool)
             maps = torch.zeros((n, h, w), dtype=torch.float32, device=tile.device)
@@ -82,6 +113,7 @@ def load_predictor(
     precision: str = "auto",
     gate: bool = True,
     gate_threshold: float | None = None,
+    compile: str = "auto",
 ) -> ModelPredictor:
     """Load a bundle (the shipped one when ``bundle_path`` is None) onto a device as a predictor."""
     path = bundle_path or default_bundle_path()
@@ -99,4 +131,4 @@ def load_predictor(
             f"{path}: bundle holds a {bundle.metadata.architecture!r} model, not a PanelNet detector; "
             "pass a detector bundle"
         )
-    return ModelPredictor(bundle, runtime, gate=gate, gate_threshold=gate_threshold)
+    return ModelPredictor(bundle, runtime, gate=gate, gate_threshold=gate_threshold, compile=compile)

@@ -19,6 +19,7 @@ from rasterio.windows import Window
 
 from pipelines.scenes import Scene
 from pipelines.tiling import ModelGrid
+from pipelines.timing import timed
 
 _TILED = {"tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate"}
 
@@ -54,12 +55,14 @@ class ModelGridProbability:
         self._dataset.close()
         self.path.unlink(missing_ok=True)
 
+    @timed("write")
     def write_rows(self, row: int, probability: np.ndarray) -> None:
         """Sink for ``StripBlender``: store blended rows."""
         self._dataset.write(
             to_uint8(probability), 1, window=Window(0, row, probability.shape[1], probability.shape[0])
         )
 
+    @timed("resample")
     def read_source_rows(self, scene: Scene, row: int, rows: int) -> np.ndarray:
         """Probability (uint8) of source rows [row, row + rows) on the scene's own pixel grid, resampled bilinearly."""
         window = Window(0, row / self.grid.scale_y, self.grid.width, rows / self.grid.scale_y)
@@ -94,6 +97,7 @@ class MaskWriter:
                 **_TILED,
             )
 
+    @timed("write")
     def write_rows(self, row: int, probability: np.ndarray) -> None:
         self._dataset.write(probability, 1, window=Window(0, row, probability.shape[1], probability.shape[0]))
 

@@ -20,6 +20,7 @@ from pipelines.errors import SceneReadError
 from pipelines.normalisation import normalise, to_unit_range
 from pipelines.scenes import Scene
 from pipelines.tiling import ModelGrid, Tile
+from pipelines.timing import stage
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,9 @@ class SceneReader:
         shape = (len(indexes), *out_shape)
         try:
             dataset = self._dataset()
-            pixels = dataset.read(indexes, window=window, out_shape=shape, resampling=resampling)
-            masks = dataset.read_masks(indexes, window=window, out_shape=shape, resampling=Resampling.nearest)
+            with stage("read"):
+                pixels = dataset.read(indexes, window=window, out_shape=shape, resampling=resampling)
+                masks = dataset.read_masks(indexes, window=window, out_shape=shape, resampling=Resampling.nearest)
         except RasterioError as exc:
             raise SceneReadError(
                 f"{self.scene.path}: reading pixels {window} failed ({exc}); the file may be truncated or corrupt"
@@ -91,10 +93,11 @@ class SceneReader:
         window = tile.window(self.grid)
         h, w = int(window.height), int(window.width)
         raw, valid = self._read(self.grid.source_window(window), (h, w), Resampling.bilinear)
-        pixels = np.zeros((raw.shape[0], tile.size, tile.size), np.float32)
-        mask = np.zeros((tile.size, tile.size), bool)
-        pixels[:, :h, :w] = np.where(valid, normalise(to_unit_range(raw), self._mean, self._std), 0.0)
-        mask[:h, :w] = valid
+        with stage("normalise"):
+            pixels = np.zeros((raw.shape[0], tile.size, tile.size), np.float32)
+            mask = np.zeros((tile.size, tile.size), bool)
+            pixels[:, :h, :w] = np.where(valid, normalise(to_unit_range(raw), self._mean, self._std), 0.0)
+            mask[:h, :w] = valid
         return pixels, mask
 
     def read_valid(self, window: Window) -> np.ndarray:

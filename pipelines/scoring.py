@@ -20,11 +20,12 @@ from typing import Any
 import geopandas as gpd
 from tqdm import tqdm
 
+from pipelines.acceleration import COMPILE_POLICIES
 from pipelines.errors import ScoringConfigError, ScoringError
 from pipelines.executors import EXECUTORS, open_executor
 from pipelines.export import atomic_path, check_output_path, combine, write_panels, write_tiles_csv
 from pipelines.manifest import Manifest, SceneRecord, file_checksum
-from pipelines.predictors import Predictor, load_predictor
+from pipelines.predictors import ModelPredictor, Predictor, load_predictor
 from pipelines.scenes import Scene, find_inputs, open_scene
 from pipelines.units import SceneResult, gather_scenes, join_units, plan_units, score_unit
 
@@ -54,6 +55,7 @@ class ScoreOptions:
     gsd_m: float | None = None  # ground sample distance of inputs without a CRS
     device: str = "auto"
     precision: str = "auto"
+    compile: str = "auto"  # torch.compile the encoder: 'auto' (jobs big enough to pay for it), 'on' or 'off'
     batch_size: int = 8
     workers: int = 2  # reader threads
     threshold: float | None = None  # pixel probability threshold for panels
@@ -79,6 +81,7 @@ class ScoreOptions:
                 ("min_area_m2", self.min_area_m2, self.min_area_m2 >= 0, ">= 0"),
                 ("simplify_px", self.simplify_px, self.simplify_px >= 0, ">= 0"),
                 ("gsd_m", self.gsd_m, self.gsd_m is None or self.gsd_m > 0, "> 0"),
+                ("compile", self.compile, self.compile in COMPILE_POLICIES, "auto, on or off"),
                 ("executor", self.executor, self.executor in EXECUTORS, f"one of {', '.join(EXECUTORS)}"),
                 ("num_gpus_per_worker", self.num_gpus_per_worker, self.num_gpus_per_worker >= 0, ">= 0"),
                 ("threshold", self.threshold, self.threshold is None or 0 < self.threshold <= 1, "in (0, 1]"),
@@ -183,7 +186,12 @@ def score(
     given = predictor is not None
     if predictor is None:
         predictor = load_predictor(
-            options.model, options.device, options.precision, options.gate, options.gate_threshold
+            options.model,
+            options.device,
+            options.precision,
+            options.gate,
+            options.gate_threshold,
+            options.compile,
         )
     fingerprint = _fingerprint(predictor, options)
     manifest_path = out.with_name(out.name + ".manifest.json")
@@ -223,6 +231,8 @@ def score(
             for scene in todo
             for unit in plan_units(scene, predictor.metadata, options, STRIP_PIXELS, max_tiles)
         ]
+        if isinstance(predictor, ModelPredictor):
+            predictor.plan(sum(u.tiles[1] - u.tiles[0] for u in units), options.batch_size)
         with tqdm(
             total=sum(u.owned_tiles for u in units), desc="scoring", unit="tile", disable=not show
         ) as bar:

@@ -16,6 +16,8 @@ from rasterio import features
 from scipy import ndimage, sparse
 from scipy.sparse.csgraph import connected_components
 
+from pipelines.timing import timed
+
 # 4-connectivity, the same rule rasterio.features.shapes uses by default.
 _FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
 
@@ -53,6 +55,7 @@ class StripVectoriser:
         self.threshold = threshold
         self._parts: list[PixelPolygons] = []
 
+    @timed("vectorise")
     def add(self, row: int, probability: np.ndarray) -> None:
         """Vectorise a uint8 probability strip whose first row is source row ``row``."""
         panel = probability >= np.uint8(np.ceil(self.threshold * 255))
@@ -73,6 +76,7 @@ class StripVectoriser:
         return PixelPolygons.concatenate(self._parts)
 
 
+@timed("vectorise")
 def join_across_seams(polys: PixelPolygons, seams: np.ndarray) -> PixelPolygons:
     """Polygons sharing an edge across one of the ``seams`` (first rows of strips) merged into one."""
     if len(seams) == 0 or len(polys) < 2:
@@ -103,6 +107,7 @@ def join_across_seams(polys: PixelPolygons, seams: np.ndarray) -> PixelPolygons:
     )
 
 
+@timed("vectorise")
 def clean(polys: PixelPolygons, min_pixels: float, simplify_px: float, regularise: bool) -> PixelPolygons:
     """Drop speckles under ``min_pixels``, simplify (topology-preserving) and optionally square up rectangles.
 
