@@ -81,6 +81,18 @@ def test_upload_watch_and_browse_panels_on_the_map(live_server, tmp_path):
         assert page.locator("#jobs .state-done").count() == 1
         assert page.locator("img.leaflet-image-layer").count() == 2  # one quicklook per image
         assert page.locator("path.panel").count() == 2
+        # Each polygon lies on its panel in the quicklook: same place relative to the image, within 2 screen px.
+        image = page.locator("img[alt='roofs.tif']").bounding_box()
+        scale = image["width"] / 96
+        assert image["height"] == pytest.approx(64 * scale, abs=2)
+        outlines = sorted(
+            (page.locator("path.panel").nth(i).bounding_box() for i in range(2)), key=lambda box: box["y"]
+        )
+        for outline, (row0, col0, row1, col1) in zip(outlines, [(8, 8, 20, 40), (36, 50, 56, 70)]):
+            assert outline["x"] == pytest.approx(image["x"] + col0 * scale, abs=2)
+            assert outline["y"] == pytest.approx(image["y"] + row0 * scale, abs=2)
+            assert outline["width"] == pytest.approx((col1 - col0) * scale, abs=3)
+            assert outline["height"] == pytest.approx((row1 - row0) * scale, abs=3)
 
         page.locator("path.panel").first.click()
         popup = page.wait_for_selector(".leaflet-popup-content table")

@@ -143,7 +143,7 @@ async function show(job) {
     const [west, south, east, north] = file.bounds;
     const bounds = L.latLngBounds([south, west], [north, east]);
     L.imageOverlay(await blobUrl(file.quicklook), bounds, { alt: file.name }).addTo(layers);
-    extent = extent ? extent.extend(bounds) : bounds;
+    extent = extent ? extent.extend(bounds) : L.latLngBounds([south, west], [north, east]); // extend() mutates
   }
   const panels = await (await api(`/v1/jobs/${job.id}/panels.geojson`)).json();
   const outlines = L.geoJSON(panels, {
