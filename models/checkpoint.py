@@ -114,6 +114,7 @@ def save_bundle(path: str | os.PathLike, model: nn.Module, metadata: BundleMetad
     }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; a bundle is meant to be shared
     try:
         save_file(tensors, tmp, metadata={METADATA_KEY: metadata.to_json()})
         os.replace(tmp, path)
