@@ -61,6 +61,16 @@ class TrainResult:
     best_bundle: Path
 
 
+def scoring_tile_size(crop_size: int) -> int:
+    """The tile size scoring should use: a third larger than the training crops, on the model's 32-pixel grid.
+
+    The tile classifier pools over the whole tile and its threshold is tuned on validation images of about the
+    crop size, so much larger tiles dilute small panels below it (measured: 96 px crops, 192 px tiles missed 5 of
+    10 sample chips; 128 px tiles missed none).
+    """
+    return -(-crop_size * 4 // 3 // 32) * 32
+
+
 def mixup(batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
     """MixUp: blend each sample with a shuffled partner; pixel loss only where both masks are known."""
     lam = float(torch.distributions.Beta(0.4, 0.4).sample())
@@ -127,7 +137,7 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
         model = None
     metadata = BundleMetadata(
         architecture=architecture, model_kwargs=model_kwargs, bands=BANDS, norm_mean=mean, norm_std=std,
-        gsd_m=config.gsd_m, tile_size=config.tile_size * 2, data_version=catalog.version,
+        gsd_m=config.gsd_m, tile_size=scoring_tile_size(config.tile_size), data_version=catalog.version,
     )
     if model is None:
         model = build_model(metadata)
