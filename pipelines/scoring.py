@@ -6,7 +6,6 @@ cluster); ``score_scene`` does one scene and can run anywhere the scene file and
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import sys
@@ -25,6 +24,7 @@ from pipelines.errors import ScoringConfigError, ScoringError
 from pipelines.executors import EXECUTORS, open_executor
 from pipelines.export import atomic_path, check_output_path, combine, write_panels, write_tiles_csv
 from pipelines.manifest import Manifest, SceneRecord, file_checksum
+from pipelines.options import checked_values
 from pipelines.predictors import ModelPredictor, Predictor, load_predictor
 from pipelines.scenes import Scene, find_inputs, open_scene
 from pipelines.units import SceneResult, gather_scenes, join_units, plan_units, score_unit
@@ -100,14 +100,7 @@ class ScoreOptions:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ScoreOptions:
         """Options from a mapping (e.g. a JSON request); unknown keys are rejected."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ScoringConfigError(f"unknown scoring options {unknown}; known: {sorted(names)}")
-        paths = {
-            k: Path(v) for k, v in data.items() if k in ("model", "tiles_csv", "masks_dir") and v is not None
-        }
-        return cls(**{**data, **paths})
+        return cls(**checked_values(cls, data, ("model", "tiles_csv", "masks_dir"), ScoringConfigError, "scoring"))
 
 
 @dataclass(frozen=True)

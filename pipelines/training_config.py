@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines.options import checked_values
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -41,12 +43,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Build from plain values (paths as strings are fine); unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown training options {unknown}; known: {sorted(known)}")
-        paths = {k: Path(v) for k, v in values.items() if k in ("catalog", "out", "init_from") and v is not None}
-        return cls(**{**values, **paths})
+        return cls(**checked_values(cls, values, ("catalog", "out", "init_from"), ValueError, "training"))
 
     def to_json(self) -> str:
         """The configuration as JSON (paths as strings)."""
