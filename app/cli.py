@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -34,7 +35,7 @@ cli.command("serve")(serve)
 
 
 @cli.command("info")
-def info(bundle: Path = typer.Argument(..., help="Model bundle (.safetensors) to describe.")) -> None:
+def info(bundle: Annotated[Path, typer.Argument(help="Model bundle (.safetensors) to describe.")]) -> None:
     """Print the metadata of a model bundle (architecture, bands, normalisation, metrics)."""
     from models import ModelError, read_metadata
 

@@ -54,7 +54,7 @@ class Bottle2neck(nn.Module):
         act_before_norm: bool = False,
     ) -> None:
         super().__init__()
-        width = int(math.floor(planes * (base_width / 64.0)))
+        width = math.floor(planes * (base_width / 64.0))
         outplanes = planes * self.expansion
         self.width = width
         self.is_stage_block = stride > 1 or downsample is not None

@@ -6,16 +6,13 @@ import math
 from pathlib import Path
 
 import geopandas as gpd
-import matplotlib
+import numpy as np
+import rasterio
+from matplotlib.figure import Figure
+from rasterio.enums import Resampling
+from shapely import get_coordinates
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import rasterio  # noqa: E402
-from rasterio.enums import Resampling  # noqa: E402
-from shapely import get_coordinates  # noqa: E402
-
-from pipelines.export import atomic_path  # noqa: E402
+from pipelines.export import atomic_path
 
 DISPLAY_PX = 256  # longest side of each thumbnail
 
@@ -46,7 +43,8 @@ def render_contact_sheet(
 ) -> Path:
     """Write a PNG grid: every image, its panel polygons (or, without a georeference, its mask outline)."""
     rows = max(1, math.ceil(len(images) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows + 0.4), squeeze=False)
+    fig = Figure(figsize=(3 * columns, 3.2 * rows + 0.4))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, path in zip(axes.flat, images):
@@ -54,12 +52,12 @@ def render_contact_sheet(
         ax.imshow(rgb)
         mine = panels[panels["source"] == str(path)] if len(panels) else panels
         if transform is not None and len(mine):
-            inverse = ~transform
+            a, b, c, d, e, f = (~transform)[:6]
             for geometry in mine.to_crs(crs).geometry:
                 for polygon in getattr(geometry, "geoms", [geometry]):
-                    xy = get_coordinates(polygon.exterior)
-                    cols, rows_ = inverse * (xy[:, 0], xy[:, 1])
-                    ax.plot(np.asarray(cols) * scale - 0.5, np.asarray(rows_) * scale - 0.5, color="#ff2d2d", lw=1.5)
+                    x, y = get_coordinates(polygon.exterior).T
+                    cols, rows_ = a * x + b * y + c, d * x + e * y + f
+                    ax.plot(cols * scale - 0.5, rows_ * scale - 0.5, color="#ff2d2d", lw=1.5)
         elif transform is None and masks_dir is not None and (masks_dir / f"{path.stem}.png").exists():
             with rasterio.open(masks_dir / f"{path.stem}.png") as src:
                 mask = src.read(1, out_shape=rgb.shape[:2], resampling=Resampling.bilinear)
@@ -73,5 +71,4 @@ def render_contact_sheet(
     fig.tight_layout(rect=(0, 0.03 if caption else 0, 1, 1))
     with atomic_path(out) as partial:
         fig.savefig(partial, dpi=110, format="png")
-    plt.close(fig)
     return out

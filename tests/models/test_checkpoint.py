@@ -16,9 +16,9 @@ ARCH = "panelnet_res2netplus50"
 
 
 def metadata(**overrides) -> BundleMetadata:
-    values = dict(architecture=ARCH, model_kwargs={}, bands=["red", "green", "blue"],
-                  norm_mean=[0.3, 0.3, 0.3], norm_std=[0.2, 0.2, 0.2], gsd_m=0.3, tile_size=256,
-                  data_version="abc123", metrics={"val": {"tile_roc_auc": 0.9}})
+    values = {"architecture": ARCH, "model_kwargs": {}, "bands": ["red", "green", "blue"],
+              "norm_mean": [0.3, 0.3, 0.3], "norm_std": [0.2, 0.2, 0.2], "gsd_m": 0.3, "tile_size": 256,
+              "data_version": "abc123", "metrics": {"val": {"tile_roc_auc": 0.9}}}
     values.update(overrides)
     return BundleMetadata(**values)
 
@@ -86,7 +86,7 @@ def test_mismatched_shapes_are_listed(tmp_path):
 
 
 def test_missing_tensors_are_listed(saved, tmp_path):
-    path, model = saved
+    _, model = saved
     tensors = {k: v for k, v in model.state_dict().items() if not k.startswith("decoder.")}
     partial = tmp_path / "partial.safetensors"
     save_file({k: v.contiguous() for k, v in tensors.items()}, partial, metadata={"solarscan": metadata().to_json()})
