@@ -7,11 +7,12 @@ import pytest
 import shapely
 import torch
 import torch.nn.functional as F
-from fixtures.scenes import MEAN, STD, write_scene
+from fixtures.predictors import fp32_predictor
+from fixtures.scenes import write_scene
 from torch import nn
 
 import models
-from models import Bundle, BundleMetadata, Res2Net
+from models import Res2Net
 from models.fusion import fuse_for_inference, mish
 from pipelines import predictors
 from pipelines.acceleration import COMPILE_MIN_TILES, compile_pays, compiled_encoder
@@ -78,19 +79,8 @@ def test_compile_only_for_jobs_and_machines_where_it_pays():
         compile_pays("always", 1, fp32)
 
 
-def _predictor(detector: models.PanelNet, gate: bool = False) -> ModelPredictor:
-    metadata = BundleMetadata(
-        architecture="panelnet_res2netplus50",
-        model_kwargs={},
-        bands=["red", "green", "blue"],
-        norm_mean=MEAN,
-        norm_std=STD,
-        gsd_m=0.5,
-        tile_size=64,
-    )
-    return ModelPredictor(
-        Bundle(detector, metadata), Runtime.resolve("cpu", "fp32"), gate=gate, compile="off"
-    )
+def _predictor(detector: models.PanelNet) -> ModelPredictor:
+    return fp32_predictor(detector, compile="off")
 
 
 def test_fast_path_scores_the_same_polygons_as_fp32_eager(tmp_path, detector, monkeypatch):

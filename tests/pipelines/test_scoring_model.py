@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import shapely
 import torch
-from fixtures.scenes import MEAN, STD, write_scene
+from fixtures.predictors import fp32_predictor
+from fixtures.scenes import write_scene
 
 import models
-from models import Bundle, BundleMetadata
 from pipelines.predictors import ModelPredictor
-from pipelines.runtime import Runtime
 from pipelines.scoring import ScoreOptions, score
 
 
@@ -30,16 +29,7 @@ def _predictor(
         for layer, logit in ((detector.classifier[-1], tile_logit), (detector.decoder.logit, pixel_logit)):
             layer.weight.zero_()
             layer.bias.fill_(logit)
-    metadata = BundleMetadata(
-        architecture="panelnet_res2netplus50",
-        model_kwargs={},
-        bands=["red", "green", "blue"],
-        norm_mean=MEAN,
-        norm_std=STD,
-        gsd_m=0.5,
-        tile_size=64,
-    )
-    return ModelPredictor(Bundle(detector, metadata), Runtime.resolve("cpu", "fp32"), gate=gate)
+    return fp32_predictor(detector, gate=gate)
 
 
 def test_real_model_polygon_covers_exactly_the_valid_ground(tmp_path, detector):
