@@ -16,7 +16,7 @@ from app.catalog_cmd import catalog_app
 from app.demo_cmd import demo
 from app.score_cmd import score
 from app.serve_cmd import serve
-from app.train_cmd import evaluate, train
+from app.train_cmd import calibrate, evaluate, train
 
 cli = typer.Typer(
     name="solarscan",
@@ -31,6 +31,7 @@ cli.command("score")(score)
 cli.command("demo")(demo)
 cli.command("train")(train)
 cli.command("evaluate")(evaluate)
+cli.command("calibrate")(calibrate)
 cli.command("serve")(serve)
 
 

@@ -1,4 +1,5 @@
-"""``solarscan train`` and ``solarscan evaluate``: (re)training a detector on a catalog and judging a bundle.
+"""``solarscan train``, ``evaluate`` and ``calibrate``: (re)training a detector on a catalog, judging a bundle and
+choosing its thresholds.
 
 Exit codes: 0 done, 2 usage errors (bad options, missing catalog or bundle, unavailable device).
 """
@@ -75,9 +76,7 @@ def evaluate(
     from pipelines.evaluation import evaluate as run
     from pipelines.evaluation import format_table
 
-    if split not in ("train", "val", "test"):
-        typer.echo(f"error: unknown split {split!r}; use train, val or test", err=True)
-        raise typer.Exit(2)
+    _check_split(split)
     try:
         report = run(catalog, model, split, device=device, precision=precision)
     except (CatalogError, ModelError, ValueError) as exc:
@@ -86,6 +85,35 @@ def evaluate(
     typer.echo(format_table(report))
     if json_path is not None:
         json_path.write_text(json.dumps(_without_nan(report), indent=2, allow_nan=False))
+
+
+def calibrate(
+    catalog: Annotated[Path, typer.Option(help="Labelled data catalog.")],
+    model: Annotated[Path, typer.Option(help="Model bundle (.safetensors) whose thresholds to choose.")],
+    split: Annotated[str, typer.Option(help="Catalog split to choose them on (never the one you report).")] = "val",
+    tune_pixel: Annotated[bool, typer.Option("--tune-pixel", help="Also choose the pixel threshold (best IoU).")] = False,
+    out: Annotated[Path | None, typer.Option(help="Write the calibrated bundle here (default: in place).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
+) -> None:
+    """Choose a bundle's tile threshold (best accuracy over sources with both classes) on a catalog split."""
+    from data_catalog import CatalogError
+    from models import ModelError
+    from pipelines.calibration import calibrate as run
+
+    _check_split(split)
+    try:
+        report = run(catalog, model, split, tune_pixel, out, device=device, precision=precision)
+    except (CatalogError, ModelError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(_without_nan(report), indent=2))
+
+
+def _check_split(split: str) -> None:
+    if split not in ("train", "val", "test"):
+        typer.echo(f"error: unknown split {split!r}; use train, val or test", err=True)
+        raise typer.Exit(2)
 
 
 def _read_config(path: Path) -> dict[str, Any]:

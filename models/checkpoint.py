@@ -106,12 +106,31 @@ def build_model(metadata: BundleMetadata) -> nn.Module:
 def save_bundle(path: str | os.PathLike, model: nn.Module, metadata: BundleMetadata,
                 dtype: torch.dtype = torch.float32) -> Path:
     """Write weights (floating tensors cast to ``dtype``) and metadata atomically to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {
         k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
         for k, v in model.state_dict().items()
     }
+    return _write(Path(path), tensors, metadata)
+
+
+def rewrite_metadata(path: str | os.PathLike, metadata: BundleMetadata, out: str | os.PathLike | None = None) -> Path:
+    """Write the bundle at ``path`` with new ``metadata`` and its weights unchanged (same dtypes) to ``out``
+    (default: in place, atomically)."""
+    path = Path(path)
+    read_metadata(path)  # the same checks and messages as loading
+    tensors = _read_tensors(path)
+    return _write(Path(out) if out is not None else path, tensors, metadata)
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise BundleError(f"{path}: weights are unreadable (truncated or corrupt?): {exc}") from None
+
+
+def _write(path: Path, tensors: dict[str, torch.Tensor], metadata: BundleMetadata) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     os.chmod(tmp, 0o644)  # mkstemp makes it private; a bundle is meant to be shared
@@ -148,10 +167,7 @@ def load_bundle(path: str | os.PathLike, expected_architecture: str | None = Non
             f"{path}: bundle holds a {metadata.architecture!r} model, expected {expected_architecture!r}"
         )
     model = build_model(metadata)
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise BundleError(f"{path}: weights are unreadable (truncated or corrupt?): {exc}") from None
+    tensors = _read_tensors(path)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))

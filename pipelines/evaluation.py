@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from data_catalog import Catalog
-from models import load_bundle
+from models import load_bundle, read_metadata
 from pipelines.metrics import AreaCounter, ObjectCounter
 from pipelines.runtime import Runtime
 from pipelines.training_data import PreparedItem, has_reliable_label, prepare_items
@@ -23,13 +23,10 @@ WEAK_POSITIVE_BEFORE_YEAR = 2020  # registry plants in operation before this yea
 OBJECT_MIN_IOU = 0.5
 
 
-def evaluate(catalog_dir: Path, bundle_path: Path, split: str = "test", device: str = "auto",
-             precision: str = "auto") -> dict[str, Any]:
-    """Score every reliably labelled item of ``split`` with the bundle at its own thresholds.
-
-    Returns ``{"model", "split", "data_version", "items", "thresholds", "metrics"}``; ``metrics`` keys are
-    ``<group>_<name>`` overall and ``<source>/<group>_<name>`` per source (see :func:`score_items`).
-    """
+def predict_split(catalog_dir: Path, bundle_path: Path, split: str, device: str = "auto",
+                  precision: str = "auto") -> tuple[list[PreparedItem], list[tuple[float, np.ndarray]]]:
+    """The reliably labelled items of ``split`` at the bundle's ground sample distance, and the bundle's
+    (tile probability, pixel probability map) for each."""
     bundle = load_bundle(bundle_path)
     meta = bundle.metadata
     runtime = Runtime.resolve(device, precision)
@@ -40,7 +37,19 @@ def evaluate(catalog_dir: Path, bundle_path: Path, split: str = "test", device: 
     prepared = prepare_items(reliable, meta.gsd_m, len(meta.bands))
     if not prepared:
         raise ValueError(f"catalog {catalog_dir} has no readable items in split {split!r}")
-    predictions = predict_prepared(runtime.prepare(bundle.model), prepared, meta.norm_mean, meta.norm_std, runtime)
+    model = runtime.prepare(bundle.model)
+    return prepared, predict_prepared(model, prepared, meta.norm_mean, meta.norm_std, runtime, meta.tile_size)
+
+
+def evaluate(catalog_dir: Path, bundle_path: Path, split: str = "test", device: str = "auto",
+             precision: str = "auto") -> dict[str, Any]:
+    """Score every reliably labelled item of ``split`` with the bundle at its own thresholds.
+
+    Returns ``{"model", "split", "data_version", "items", "thresholds", "metrics"}``; ``metrics`` keys are
+    ``<group>_<name>`` overall and ``<source>/<group>_<name>`` per source (see :func:`score_items`).
+    """
+    meta = read_metadata(bundle_path)
+    prepared, predictions = predict_split(catalog_dir, bundle_path, split, device, precision)
     return {
         "model": str(bundle_path), "split": split, "data_version": meta.data_version, "items": len(prepared),
         "thresholds": dict(meta.thresholds),

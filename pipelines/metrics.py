@@ -6,7 +6,6 @@ import numpy as np
 from scipy import ndimage
 from sklearn.metrics import (
     accuracy_score,
-    precision_recall_curve,
     precision_recall_fscore_support,
     roc_auc_score,
 )
@@ -48,17 +47,6 @@ class PixelCounter:
         iou = self.tp / union if union else float("nan")
         f1 = 2 * self.tp / (2 * self.tp + self.fp + self.fn) if union else float("nan")
         return {"iou": iou, "f1": f1}
-
-
-def best_f1_threshold(labels: np.ndarray, probabilities: np.ndarray) -> tuple[float, float]:
-    """(threshold, F1) of the probability threshold with the highest tile F1; (0.5, NaN) without both classes."""
-    labels = np.asarray(labels).astype(int)
-    if len(np.unique(labels)) < 2:
-        return 0.5, float("nan")
-    precision, recall, thresholds = precision_recall_curve(labels, probabilities)
-    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
-    best = int(np.argmax(f1))
-    return float(thresholds[best]), float(f1[best])
 
 
 def object_iou(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ from pipelines.manifest import Manifest, SceneRecord, file_checksum
 from pipelines.options import checked_values
 from pipelines.predictors import ModelPredictor, Predictor, load_predictor
 from pipelines.scenes import Scene, find_inputs, open_scene
+from pipelines.tiling import DEFAULT_OVERLAP
 from pipelines.units import SceneResult, gather_scenes, join_units, plan_units, score_unit
 
 STRIP_PIXELS = 1 << 22  # source pixels per vectorising strip (bounds memory for any scene width)
@@ -61,7 +62,7 @@ class ScoreOptions:
     threshold: float | None = None  # pixel probability threshold for panels
     gate: bool = True  # skip the decoder on tiles the classifier calls empty
     gate_threshold: float | None = None  # default: half the bundle's tile threshold
-    overlap: float = 0.25  # tile overlap as a fraction of the tile size
+    overlap: float = DEFAULT_OVERLAP  # tile overlap as a fraction of the tile size
     min_area_m2: float = 1.0  # smaller polygons are speckle
     simplify_px: float = 0.5  # simplification tolerance in source pixels (0: none)
     regularise: bool = False  # square up polygons that fit their minimum rotated rectangle

@@ -9,6 +9,8 @@ from rasterio.windows import Window
 
 from pipelines.scenes import Scene
 
+DEFAULT_OVERLAP = 0.25  # tile overlap as a fraction of the tile size
+
 
 @dataclass(frozen=True)
 class ModelGrid:
@@ -61,12 +63,13 @@ def tile_grid(grid: ModelGrid, tile_size: int, overlap: int) -> list[Tile]:
     stride = tile_size - overlap
     return [
         Tile(row, col, tile_size, grid.transform @ Affine.translation(col, row))
-        for row in _starts(grid.height, tile_size, stride)
-        for col in _starts(grid.width, tile_size, stride)
+        for row in tile_starts(grid.height, tile_size, stride)
+        for col in tile_starts(grid.width, tile_size, stride)
     ]
 
 
-def _starts(length: int, size: int, stride: int) -> list[int]:
+def tile_starts(length: int, size: int, stride: int) -> list[int]:
+    """Start offsets of tiles of ``size`` every ``stride`` pixels until they cover ``length``."""
     starts = [0]
     while starts[-1] + size < length:
         starts.append(starts[-1] + stride)

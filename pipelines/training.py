@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 from data_catalog import Catalog
 from models import BundleMetadata, build_model, load_bundle, save_bundle
+from pipelines.calibration import calibrate_predictions
 from pipelines.copy_paste import CopyPaste, cut_panels
-from pipelines.metrics import best_f1_threshold
 from pipelines.plots import plot_curves, plot_precision_recall
 from pipelines.runtime import Runtime
 from pipelines.training_config import TrainConfig
@@ -232,9 +232,10 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
 def _end_epoch(net: nn.Module, row: dict[str, Any], state: dict[str, Any], metadata: BundleMetadata,
                prepared_val: list[PreparedItem], runtime: Runtime, out: Path) -> None:
     """Validate, log the epoch to ``metrics.csv`` and the curves plot, and keep the best model as the bundle,
-    with the tile threshold of best validation F1 and its precision-recall plot."""
+    with the tile threshold of best validation accuracy (``calibrate_predictions``) and its precision-recall
+    plot."""
     mean, std = metadata.norm_mean, metadata.norm_std
-    predictions = predict_prepared(net, prepared_val, mean, std, runtime) if prepared_val else []
+    predictions = predict_prepared(net, prepared_val, mean, std, runtime, metadata.tile_size) if prepared_val else []
     val = score_predictions(prepared_val, predictions) if prepared_val else {}
     score = selection_score(val)
     row = {**row, **val, "score": score}
@@ -243,14 +244,15 @@ def _end_epoch(net: nn.Module, row: dict[str, Any], state: dict[str, Any], metad
     log.info("epoch %d: %s", state["epoch"], {k: round(v, 4) for k, v in row.items()})
     if score > state["best_score"] or not prepared_val:
         state.update(best_score=score, best_metrics=val, bad_epochs=0)
-        labels = np.array([p.has_panels for p in prepared_val], dtype=int)
-        probabilities = np.array([tile for tile, _ in predictions])
-        threshold, threshold_f1 = best_f1_threshold(labels, probabilities)
+        chosen = calibrate_predictions(prepared_val, predictions)
+        threshold, accuracy = chosen["thresholds"]["tile"], chosen["scores"]["tile_accuracy"]
         metadata.thresholds = {**metadata.thresholds, "tile": threshold}
         metadata.metrics = {"validation": val, "epoch": state["epoch"], "step": state["step"],
-                            "validation_tile_f1_at_threshold": threshold_f1}
+                            "validation_tile_accuracy_at_threshold": accuracy}
         save_bundle(out / BEST_BUNDLE, net, metadata)
-        if not math.isnan(threshold_f1):
+        if not math.isnan(accuracy):
+            labels = np.array([p.has_panels for p in prepared_val], dtype=int)
+            probabilities = np.array([tile for tile, _ in predictions])
             plot_precision_recall(labels, probabilities, threshold, out / PRECISION_RECALL_PLOT)
     else:
         state["bad_epochs"] += 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 
 from data_catalog import LabelledItem
 from pipelines.evaluation import format_table, score_items
-from pipelines.metrics import AreaCounter, ObjectCounter, best_f1_threshold, object_iou, tile_metrics
+from pipelines.metrics import AreaCounter, ObjectCounter, object_iou, tile_metrics
 from pipelines.training_data import PreparedItem
 
 
@@ -21,12 +20,6 @@ def _square(mask: np.ndarray, r: int, c: int, size: int) -> None:
 def test_tile_metrics_known_answers():
     scores = tile_metrics(np.array([1, 1, 0, 0]), np.array([0.9, 0.4, 0.6, 0.1]), 0.5)
     assert scores == {"accuracy": 0.5, "precision": 0.5, "recall": 0.5, "f1": 0.5, "roc_auc": 0.75, "count": 4}
-
-
-def test_best_f1_threshold_separates_perfectly_ranked_tiles():
-    assert best_f1_threshold(np.array([0, 0, 1, 1]), np.array([0.1, 0.3, 0.35, 0.8])) == (0.35, 1.0)
-    threshold, f1 = best_f1_threshold(np.array([0, 0]), np.array([0.1, 0.2]))
-    assert threshold == 0.5 and math.isnan(f1)
 
 
 def test_object_iou_matrix():

@@ -1,0 +1,131 @@
+"""Threshold choice on known predictions, tiled validation of large items, and the calibrate command."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fixtures.training_catalog import write_training_catalog
+from torch import nn
+
+from data_catalog import LabelledItem
+from models import BundleMetadata, PanelOutput, build_model, load_bundle, read_metadata, save_bundle
+from pipelines.calibration import (
+    calibrate_predictions,
+    choose_pixel_threshold,
+    choose_tile_threshold,
+    two_class_items,
+)
+from pipelines.runtime import Runtime
+from pipelines.training_data import PreparedItem
+from pipelines.validation import predict_prepared
+
+
+def _item(name: str, source: str, kind: str = "presence") -> LabelledItem:
+    return LabelledItem(id=name, image_path=Path(f"{name}.tif"), label_kind=kind, label_path=None,
+                        has_panels=None, gsd_m=0.5, crs=None, source=source, licence="CC0", split="val",
+                        group=name, shape=(8, 8), bands=("red", "green", "blue"), image_checksum=name,
+                        properties={})
+
+
+def _prepared(name: str, source: str, has_panels: bool, mask: np.ndarray | None = None,
+              size: int = 8) -> PreparedItem:
+    kind = "mask" if mask is not None else "presence"
+    return PreparedItem(_item(name, source, kind), np.zeros((size, size, 3), np.float16), mask, has_panels)
+
+
+def test_tile_threshold_is_the_accuracy_optimum_halfway_between_neighbours():
+    labels = np.array([0, 0, 1, 0, 1, 1])
+    probabilities = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.9])
+    threshold, accuracy = choose_tile_threshold(labels, probabilities)
+    # Cuts between 0.4 and 0.6 (5 of 6 right) and between 0.2 and 0.3 (5 of 6) tie; the first is kept.
+    assert accuracy == pytest.approx(5 / 6)
+    assert threshold == pytest.approx(0.25)
+    assert choose_tile_threshold(np.array([0, 1]), np.array([0.2, 0.7])) == (pytest.approx(0.45), 1.0)
+
+
+def test_tile_threshold_needs_both_classes_and_never_cuts_between_equal_probabilities():
+    threshold, accuracy = choose_tile_threshold(np.array([1, 1]), np.array([0.1, 0.2]))
+    assert threshold == 0.5 and math.isnan(accuracy)
+    # Cutting between the two 0.5s would get all four right; a threshold cannot, so the best is 3 of 4.
+    threshold, accuracy = choose_tile_threshold(np.array([0, 1, 1, 0]), np.array([0.5, 0.5, 0.9, 0.1]))
+    assert threshold == pytest.approx(0.3) and accuracy == pytest.approx(3 / 4)
+
+
+def test_positives_only_sources_do_not_vote_on_the_tile_threshold():
+    prepared = [
+        _prepared("d0", "duke", False), _prepared("d1", "duke", True),
+        *(_prepared(f"b{i}", "bern", True) for i in range(5)),
+    ]
+    assert two_class_items(prepared).tolist() == [True, True, False, False, False, False, False]
+    # The registry chips score low: voting, they would drag the threshold under the negative's 0.3.
+    predictions = [(0.3, None), (0.8, None), *((0.05, None) for _ in range(5))]
+    chosen = calibrate_predictions(prepared, predictions)
+    assert chosen["thresholds"] == {"tile": pytest.approx(0.55)}
+    assert chosen["scores"] == {"tile_accuracy": 1.0, "tile_items": 2}
+
+
+def test_pixel_threshold_maximises_iou_over_drawn_labels():
+    mask = np.zeros((8, 8), np.uint8)
+    mask[:4] = 1
+    probability = np.where(mask == 1, 0.7, 0.0).astype(np.float32)
+    probability[4] = 0.4  # a band of background at 0.4: thresholds <= 0.4 take it in
+    prepared = [_prepared("m", "nrel", True, mask), _prepared("p", "duke", True)]
+    threshold, iou = choose_pixel_threshold(prepared, [probability, np.ones((8, 8), np.float32)])
+    assert 0.4 < threshold <= 0.7 and iou == 1.0
+    assert choose_pixel_threshold(prepared[1:], [np.ones((8, 8))])[0] == 0.5
+
+
+class _BrightTileNet(nn.Module):
+    """Tile logit from the brightest pixel of the input, so a small bright spot in a large item is visible to a
+    tile but diluted in a mean over the whole item."""
+
+    def forward(self, x: torch.Tensor, with_mask: bool = True) -> PanelOutput:
+        tile = x.mean(dim=(1, 2, 3)) * 40 - 2
+        mask = x[:, :1] if with_mask else None
+        return PanelOutput(tile, mask)
+
+
+def test_validation_takes_the_highest_tile_of_an_item_larger_than_a_scoring_tile():
+    image = np.zeros((96, 96, 3), np.float16)
+    image[70:78, 70:78] = 1.0  # one small bright spot in the lower right
+    prepared = [PreparedItem(_item("big", "nrel"), image, None, True)]
+    runtime = Runtime.resolve("cpu", "fp32", channels_last=False)
+    whole = predict_prepared(_BrightTileNet(), prepared, [0.0] * 3, [1.0] * 3, runtime)
+    tiled = predict_prepared(_BrightTileNet(), prepared, [0.0] * 3, [1.0] * 3, runtime, tile_size=32)
+    spot_mean = 64 / (32 * 32)  # the spot fills 64 pixels of its 32 px tile
+    assert whole[0][0] == pytest.approx(torch.sigmoid(torch.tensor(64 / 96**2 * 40 - 2)).item(), rel=1e-4)
+    assert tiled[0][0] == pytest.approx(torch.sigmoid(torch.tensor(spot_mean * 40 - 2)).item(), rel=1e-4)
+    np.testing.assert_array_equal(tiled[0][1], whole[0][1])  # the pixel map still comes from the whole item
+
+
+def test_calibrate_command_writes_thresholds_into_the_bundle(tmp_path):
+    from typer.testing import CliRunner
+
+    from app.cli import cli
+
+    catalog = write_training_catalog(tmp_path / "chips").directory
+    torch.manual_seed(0)
+    metadata = BundleMetadata(architecture="panelnet", model_kwargs={"encoder": "res2net_tiny"},
+                              bands=["red", "green", "blue"], norm_mean=[0.4] * 3, norm_std=[0.2] * 3,
+                              gsd_m=0.5, tile_size=32, thresholds={"tile": 0.5, "pixel": 0.5})
+    bundle = save_bundle(tmp_path / "m.safetensors", build_model(metadata), metadata, dtype=torch.float16)
+    before = load_bundle(bundle).model.state_dict()
+    out = tmp_path / "calibrated.safetensors"
+    result = CliRunner().invoke(cli, ["calibrate", "--catalog", str(catalog), "--model", str(bundle),
+                                      "--out", str(out), "--tune-pixel", "--device", "cpu", "--precision", "fp32"])
+    assert result.exit_code == 0, result.output
+    calibrated = read_metadata(out)
+    assert calibrated.metrics["calibration"]["split"] == "val"
+    assert calibrated.thresholds["tile"] == calibrated.metrics["calibration"]["thresholds"]["tile"]
+    assert 0 < calibrated.thresholds["pixel"] < 1
+    after = load_bundle(out).model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # weights untouched
+    assert read_metadata(bundle).thresholds == {"tile": 0.5, "pixel": 0.5}  # the input bundle too
+
+    bad = CliRunner().invoke(cli, ["calibrate", "--catalog", str(catalog), "--model", str(bundle),
+                                   "--split", "holdout"])
+    assert bad.exit_code == 2 and "unknown split 'holdout'" in bad.output
