@@ -6,7 +6,7 @@
   (the Res2Net 3x3 branch convolutions, ``conv3``, the shortcut convolutions, the stem of the official order and
   the decoder's conv-BN-ReLU blocks), and
 - every activation -> BatchNorm pair of the Plus order becomes one ``MishAffine`` (Mish, then a per-channel
-  scale and shift), which a compiler turns into one elementwise pass.
+  scale and shift), which a compiler turns into one elementwise pass (with ``uses_fast_mish``).
 
 A BatchNorm after Mish is not folded into the convolution after it: those convolutions are zero-padded 3x3s (and
 average pools and cumulative adds) whose borders would see the shift where the original sees zero.
@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from models.res2net import Bottle2neck, Res2Net
@@ -32,15 +33,19 @@ def mish(x: torch.Tensor) -> torch.Tensor:
 
 
 class MishAffine(nn.Module):
-    """``scale * mish(x) + shift`` per channel: Mish followed by an inference-mode BatchNorm."""
+    """``scale * mish(x) + shift`` per channel: Mish followed by an inference-mode BatchNorm.
+
+    Mish is PyTorch's own kernel (fastest in eager) unless ``single_exp`` (see ``uses_fast_mish``).
+    """
 
     def __init__(self, scale: torch.Tensor, shift: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("scale", scale.reshape(1, -1, 1, 1))
         self.register_buffer("shift", shift.reshape(1, -1, 1, 1))
+        self.single_exp = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.addcmul(self.shift, mish(x), self.scale)
+        return torch.addcmul(self.shift, mish(x) if self.single_exp else F.mish(x), self.scale)
 
 
 def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,11 +141,18 @@ def fuse_for_inference(model: nn.Module) -> nn.Module:
 
 
 def uses_fast_mish(model: nn.Module) -> nn.Module:
-    """Replace every ``nn.Mish`` of ``model`` in place by the single-exponential formulation."""
+    """Compute every Mish of ``model`` (in place) with the single-exponential formulation, for the compiler.
+
+    Measured on a 2-core AVX512-BF16 CPU, one bf16 (8, 256, 64, 64) map: PyTorch's Mish kernel 15 ms eager and 9 ms
+    compiled, this formulation 17.5 ms eager and 1.8 ms compiled (inductor fuses it into one vectorised pass);
+    in fp32 eager it is 4x slower than the kernel, so eager models keep ``nn.Mish``.
+    """
     for name, child in list(model.named_children()):
         if isinstance(child, nn.Mish):
             setattr(model, name, FastMish())
         else:
+            if isinstance(child, MishAffine):
+                child.single_exp = True
             uses_fast_mish(child)
     return model
 

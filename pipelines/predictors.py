@@ -45,8 +45,9 @@ class Predictor(Protocol):
 class ModelPredictor:
     """A PanelNet bundle: one encoder pass, the classifier, then the decoder only on tiles over the gate threshold.
 
-    The model runs as an inference copy with its BatchNorms folded; ``plan`` compiles the encoder when the job is
-    big enough to pay for it (``compile``: 'auto', 'on' or 'off').
+    The model runs as an inference copy with its BatchNorms folded and its weights in the runtime's reduced
+    precision; ``plan`` compiles the encoder when the job is big enough to pay for it (``compile``: 'auto', 'on'
+    or 'off').
     """
 
     def __init__(
@@ -60,7 +61,8 @@ class ModelPredictor:
         compile_pays(compile, 0, runtime)  # rejects an unknown policy now rather than at the first big job
         self.metadata = bundle.metadata
         self.runtime = runtime
-        self.model = runtime.prepare(inference_copy(bundle.model))
+        self.model = runtime.prepare(inference_copy(bundle.model, runtime.autocast_dtype))
+        self.dtype = next(self.model.parameters()).dtype
         self.compile = compile
         self._encode = self.model.encode
         self.gate = gate
@@ -81,7 +83,7 @@ class ModelPredictor:
 
     def plan(self, tiles: int, batch_size: int) -> None:
         """Prepare for a job of ``tiles`` tiles in batches of at most ``batch_size``: compile if it pays."""
-        if compile_pays(self.compile, tiles, self.runtime):
+        if compile_pays(self.compile, tiles * self.metadata.tile_size**2, self.runtime):
             self._encode = compiled_encoder(self.model, batch_size)
 
     def predict(self, batch: np.ndarray) -> TileScores:
@@ -91,7 +93,7 @@ class ModelPredictor:
     def _predict(self, batch: np.ndarray) -> TileScores:
         n, _, h, w = batch.shape
         with torch.inference_mode(), self.runtime.autocast():
-            x = self.runtime.to_input(torch.from_numpy(batch))
+            x = self.runtime.to_input(torch.from_numpy(batch)).to(self.dtype)
             features = self._encode(x)
             tile = torch.sigmoid(self.model.classify(features).float())
             chosen = tile >= self.gate_threshold if self.gate else torch.ones_like(tile, dtype=torch.bool)

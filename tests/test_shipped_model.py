@@ -40,3 +40,28 @@ def test_demo_scores_the_sample_and_draws_it(tmp_path):
         assert props["source"].endswith(".tif") and props["area_m2"] > 0
         assert 6.9 < props["centroid_lon"] < 7.6 and 46.9 < props["centroid_lat"] < 47.3  # canton of Bern
     assert (out / "contact_sheet.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_bf16_fast_path_finds_the_same_panels_as_fp32(tmp_path):
+    """The fast path (bf16 weights, folded BatchNorms) against fp32 on the georeferenced sample chips."""
+    import geopandas as gpd
+    import shapely
+
+    from pipelines.scoring import ScoreOptions, score
+
+    chips = [str(c.path) for c in sample_chips() if c.path.suffix == ".tif"]
+    found, probabilities = {}, {}
+    for precision in ("fp32", "bf16"):
+        options = ScoreOptions(progress=False, precision=precision, device="cpu",
+                               tiles_csv=tmp_path / f"{precision}.csv")
+        score(chips, tmp_path / f"{precision}.gpkg", options)
+        found[precision] = gpd.read_file(tmp_path / f"{precision}.gpkg").to_crs(2056)
+        with (tmp_path / f"{precision}.csv").open(newline="") as f:
+            probabilities[precision] = {r["path"]: float(r["panel_probability"]) for r in csv.DictReader(f)}
+    for path, p32 in probabilities["fp32"].items():
+        assert probabilities["bf16"][path] == pytest.approx(p32, abs=0.03), path
+    expected = shapely.union_all(found["fp32"].geometry)
+    actual = shapely.union_all(found["bf16"].geometry)
+    assert expected.area > 10  # m2: the chips hold panels
+    assert shapely.symmetric_difference(actual, expected).area <= 0.05 * expected.area

@@ -15,7 +15,7 @@ import models
 from models import Res2Net
 from models.fusion import fuse_for_inference, mish
 from pipelines import predictors
-from pipelines.acceleration import COMPILE_MIN_TILES, compile_pays, compiled_encoder
+from pipelines.acceleration import COMPILE_MIN_PIXELS, compile_pays, compiled_encoder
 from pipelines.predictors import ModelPredictor
 from pipelines.runtime import Runtime
 from pipelines.scoring import ScoreOptions, score
@@ -70,8 +70,8 @@ def test_folding_keeps_both_heads_and_every_feature_map(architecture):
 def test_compile_only_for_jobs_and_machines_where_it_pays():
     bf16 = Runtime(torch.device("cpu"), torch.bfloat16)
     fp32 = Runtime(torch.device("cpu"), None)
-    assert compile_pays("auto", COMPILE_MIN_TILES, bf16) and not compile_pays(
-        "auto", COMPILE_MIN_TILES - 1, bf16
+    assert compile_pays("auto", COMPILE_MIN_PIXELS, bf16) and not compile_pays(
+        "auto", COMPILE_MIN_PIXELS - 1, bf16
     )
     assert not compile_pays("auto", 10**9, fp32)  # measured no faster than folded eager on AVX2 fp32
     assert compile_pays("on", 1, fp32) and not compile_pays("off", 10**9, bf16)
@@ -88,7 +88,7 @@ def test_fast_path_scores_the_same_polygons_as_fp32_eager(tmp_path, detector, mo
         tmp_path / "scene.tif", width=150, height=110, panels=[(20, 30, 50, 90), (70, 100, 100, 140)]
     )
     fast = _predictor(detector)
-    monkeypatch.setattr(predictors, "inference_copy", lambda model: model.eval())
+    monkeypatch.setattr(predictors, "inference_copy", lambda model, dtype: model.eval())
     reference = _predictor(detector)
     assert any(isinstance(m, nn.BatchNorm2d) for m in reference.model.modules())
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.model.modules())
