@@ -1,25 +1,33 @@
-"""The fast inference path of a PanelNet: exact BatchNorm folding and reduced-precision weights always,
-``torch.compile`` when the job pays for it.
+"""The fast inference path of a PanelNet: exact BatchNorm folding and reduced-precision weights always, an
+ahead-of-time compiled encoder (AOTInductor) when the job pays for it or an earlier job already compiled it.
 
 Compiling Res2NetPlus50 costs tens of seconds, so 'auto' compiles only jobs of at least ``COMPILE_MIN_PIXELS``
 tile pixels, and only where compiling was measured to pay: on CUDA and with reduced precision on CPUs with bf16
 matrix units (AMX / AVX512-BF16). In fp32 on an AVX2-only CPU the compiled encoder was measured no faster than the
-folded eager one (benchmarks/README.md). Inductor's caches live in the user cache folder so a later process
-compiles faster. Compiled encoders see one fixed batch shape: short batches are zero-padded.
+folded eager one (benchmarks/README.md). The compiled package is kept in the user cache folder, keyed by the
+weights, the batch shape, the machine and the torch version, and loads in well under a second, so every later job
+of that shape uses it whatever its size. Compiled encoders see one fixed batch shape: short batches are
+zero-padded.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch._inductor
 import torch.nn.functional as F
+from torch import nn
 
 from models import PanelNet
 from models.fusion import fuse_for_inference, uses_fast_mish
 from pipelines.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 COMPILE_POLICIES = ("auto", "on", "off")
 # Break-even job size for 'auto', in tile pixels: on a 2-core AVX512-BF16 CPU compiling took 26 s from a cold
@@ -36,15 +44,15 @@ def user_cache_dir() -> Path:
     return Path(root) / "solarscan"
 
 
-def compile_pays(policy: str, pixels: int, runtime: Runtime) -> bool:
-    """Whether to compile for a job of ``pixels`` tile pixels (tiles x tile area) on ``runtime`` under ``policy``
-    ('auto', 'on' or 'off')."""
+def compile_pays(policy: str, pixels: int, runtime: Runtime, compiled_before: bool = False) -> bool:
+    """Whether to use a compiled encoder for a job of ``pixels`` tile pixels (tiles x tile area) on ``runtime``
+    under ``policy`` ('auto', 'on' or 'off'); ``compiled_before``: its package is already in the cache."""
     if policy not in COMPILE_POLICIES:
         raise ValueError(f"unknown compile policy {policy!r}; use one of {', '.join(COMPILE_POLICIES)}")
     if policy != "auto":
         return policy == "on"
     fast_target = runtime.device.type == "cuda" or runtime.autocast_dtype is not None
-    return fast_target and pixels >= COMPILE_MIN_PIXELS
+    return fast_target and (compiled_before or pixels >= COMPILE_MIN_PIXELS)
 
 
 def inference_copy(model: PanelNet, dtype: torch.dtype | None = None) -> PanelNet:
@@ -56,31 +64,70 @@ def inference_copy(model: PanelNet, dtype: torch.dtype | None = None) -> PanelNe
     return fused.to(dtype) if dtype is not None else fused
 
 
-def compiled_encoder(model: PanelNet, batch_size: int) -> Encoder:
-    """``model.encode`` compiled with freezing for batches of exactly ``batch_size`` (shorter ones are padded).
+class _Encoder(nn.Module):
+    """``model.encode`` as a module, the unit ``torch.export`` takes."""
+
+    def __init__(self, model: PanelNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.model.encode(x)
+
+
+def package_key(model: PanelNet, example: torch.Tensor) -> str:
+    """What a compiled encoder depends on: the weights, the input's shape, dtype, layout and device, this torch
+    and the CPU's vector instructions."""
+    digest = hashlib.sha256()
+    for name, tensor in model.encoder.state_dict().items():
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    digest.update(f"{tuple(example.shape)}:{example.dtype}:{_layout(example)}:{example.device}".encode())
+    digest.update(f"{torch.__version__}:{torch.backends.cpu.get_cpu_capability()}".encode())
+    return digest.hexdigest()[:24]
+
+
+def package_path(model: PanelNet, example: torch.Tensor) -> Path:
+    """Where the compiled encoder for ``model`` and inputs like ``example`` is kept."""
+    return user_cache_dir() / "compiled" / f"encoder-{package_key(model, example)}.pt2"
+
+
+def compiled_encoder(model: PanelNet, example: torch.Tensor) -> Encoder:
+    """``model.encode`` compiled ahead of time (AOTInductor, freezing) for batches shaped like ``example``
+    (shorter ones are zero-padded), loaded from the user cache when an earlier job compiled it.
 
     The encoder's Mish is switched (in place) to the single-exponential formulation, which inductor fuses into
-    one vectorised pass with the scale, shift and residual add around it.
-
-    Inductor's FX-graph and kernel caches live under ``user_cache_dir()`` unless ``TORCHINDUCTOR_CACHE_DIR`` says
-    otherwise, so only the first job on a machine pays the full compile.
+    one vectorised pass with the scale, shift and residual add around it. Compiling takes tens of seconds;
+    loading a compiled package takes well under one.
     """
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(user_cache_dir() / "inductor"))
-    import torch._inductor.config as inductor_config
-
-    inductor_config.freezing = True
-    inductor_config.fx_graph_cache = True
     uses_fast_mish(model.encoder)
-    compiled = torch.compile(model.encode, dynamic=False)
+    path = package_path(model, example)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        log.info("compiling the encoder for %s batches (once per model and machine) into %s",
+                 tuple(example.shape), path)
+        with torch.inference_mode():
+            program = torch.export.export(_Encoder(model).eval(), (example,))
+        partial = path.with_name(f".{path.stem}.{os.getpid()}.partial.pt2")
+        try:
+            torch._inductor.aoti_compile_and_package(
+                program, package_path=str(partial), inductor_configs={"freezing": True}
+            )
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+    compiled = torch._inductor.aoti_load_package(str(path))
+    batch_size, layout = example.shape[0], _layout(example)
 
     def encode(x: torch.Tensor) -> list[torch.Tensor]:
         n = x.shape[0]
-        if n == batch_size:
-            return compiled(x)
         if n > batch_size:
             raise ValueError(f"the encoder was compiled for batches of {batch_size}, got {n} tiles")
-        padded = F.pad(x, (0, 0, 0, 0, 0, 0, 0, batch_size - n)).contiguous(memory_format=_layout(x))
-        return [f[:n] for f in compiled(padded)]
+        if n < batch_size:
+            x = F.pad(x, (0, 0, 0, 0, 0, 0, 0, batch_size - n))
+        features = compiled(x.contiguous(memory_format=layout))
+        return [f[:n] for f in features] if n < batch_size else list(features)
 
     return encode
 

@@ -5,6 +5,7 @@ The trained detector is one implementation (``ModelPredictor``); anything with t
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -14,10 +15,12 @@ import torch
 
 import models
 from models import Bundle, BundleMetadata, BundleNotFoundError, ModelError, load_bundle
-from pipelines.acceleration import compile_pays, compiled_encoder, inference_copy
+from pipelines.acceleration import compile_pays, compiled_encoder, inference_copy, package_path
 from pipelines.errors import ModelNotFoundError, ScoringConfigError
 from pipelines.runtime import Runtime
 from pipelines.timing import stage
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BUNDLE_NAME = "solarscan-res2netplus50.safetensors"
 
@@ -82,9 +85,18 @@ class ModelPredictor:
         self._encode = self.model.encode
 
     def plan(self, tiles: int, batch_size: int) -> None:
-        """Prepare for a job of ``tiles`` tiles in batches of at most ``batch_size``: compile if it pays."""
-        if compile_pays(self.compile, tiles * self.metadata.tile_size**2, self.runtime):
-            self._encode = compiled_encoder(self.model, batch_size)
+        """Prepare for a job of ``tiles`` tiles in batches of at most ``batch_size``: use the compiled encoder
+        if an earlier job compiled it, or compile it if the job pays for it."""
+        size = self.metadata.tile_size
+        example = self.runtime.to_input(torch.zeros(batch_size, len(self.metadata.bands), size, size))
+        example = example.to(self.dtype)
+        cached = package_path(self.model, example).is_file()
+        if not compile_pays(self.compile, tiles * size**2, self.runtime, cached):
+            return
+        try:
+            self._encode = compiled_encoder(self.model, example)
+        except Exception as exc:  # noqa: BLE001 (any compiler failure must leave scoring to the eager model)
+            log.warning("compiling the encoder failed, scoring with the eager model: %s", exc)
 
     def predict(self, batch: np.ndarray) -> TileScores:
         with stage("model"):

@@ -15,7 +15,7 @@ import models
 from models import Res2Net
 from models.fusion import fuse_for_inference, mish
 from pipelines import predictors
-from pipelines.acceleration import COMPILE_MIN_PIXELS, compile_pays, compiled_encoder
+from pipelines.acceleration import COMPILE_MIN_PIXELS, compile_pays, compiled_encoder, package_path
 from pipelines.predictors import ModelPredictor
 from pipelines.runtime import Runtime
 from pipelines.scoring import ScoreOptions, score
@@ -107,15 +107,24 @@ def test_fast_path_scores_the_same_polygons_as_fp32_eager(tmp_path, detector, mo
     assert shapely.area(shapely.symmetric_difference(actual, expected)) <= 1e-3 * shapely.area(expected)
 
 
-@pytest.mark.slow
-def test_compiled_encoder_matches_eager_for_full_and_short_batches():
-    torch.manual_seed(2)
+def _tiny_detector(seed: int) -> models.PanelNet:
+    torch.manual_seed(seed)
     model = models.create_model("panelnet_res2netplus50")
     model.encoder = Res2Net(
         layers=(1, 1, 1, 1), num_classes=0, deep_stem=True, act_layer=nn.Mish, act_before_norm=True
     )
-    model = fuse_for_inference(_trained_like(model, seed=2))
-    encode = compiled_encoder(model, batch_size=3)
+    return fuse_for_inference(_trained_like(model, seed=seed))
+
+
+@pytest.mark.slow
+def test_compiled_encoder_matches_eager_and_is_kept_for_later_jobs(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    model = _tiny_detector(2)
+    example = torch.zeros(3, 3, 64, 64)
+    assert not package_path(model, example).exists()
+    encode = compiled_encoder(model, example)
+    package = package_path(model, example)
+    assert package.is_file() and package.is_relative_to(tmp_path / "solarscan" / "compiled")
     for n in (3, 2):
         x = torch.randn(n, 3, 64, 64)
         with torch.inference_mode():
@@ -123,3 +132,33 @@ def test_compiled_encoder_matches_eager_for_full_and_short_batches():
                 assert g.shape == f.shape and _relative_error(g, f) < 1e-4
     with pytest.raises(ValueError, match="batches of 3"), torch.inference_mode():
         encode(torch.randn(4, 3, 64, 64))
+
+    # A later job loads the package instead of compiling; other weights or shapes get their own.
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", lambda *a, **k: pytest.fail("recompiled"))
+    again = compiled_encoder(model, example)
+    x = torch.randn(3, 3, 64, 64)
+    with torch.inference_mode():
+        assert all(torch.equal(a, b) for a, b in zip(encode(x), again(x)))
+    assert package_path(model, torch.zeros(4, 3, 64, 64)) != package
+    assert package_path(_tiny_detector(3), example) != package
+
+
+def test_a_compiled_package_is_used_even_for_a_small_job(monkeypatch, detector):
+    bf16 = Runtime(torch.device("cpu"), torch.bfloat16)
+    assert compile_pays("auto", 1, bf16, compiled_before=True)
+    assert not compile_pays("auto", 1, Runtime(torch.device("cpu"), None), compiled_before=True)
+    assert not compile_pays("off", 10**9, bf16, compiled_before=True)
+
+
+def test_a_failing_compiler_leaves_scoring_to_the_eager_model(monkeypatch, detector, caplog):
+    predictor = fp32_predictor(detector, compile="on")
+
+    def broken(*args):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(predictors, "compiled_encoder", broken)
+    predictor.plan(tiles=10, batch_size=2)
+    assert "no C++ compiler" in caplog.text
+    assert predictor._encode == predictor.model.encode
+    scores = predictor.predict(torch.zeros(2, 3, 64, 64).numpy())
+    assert scores.tile_probability.shape == (2,)
