@@ -33,7 +33,8 @@ def score(
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
     compile: Annotated[
         str,
-        typer.Option(help="torch.compile the encoder: auto (big jobs, where it was measured to pay), on or off."),
+        typer.Option(help="Compile the encoder ahead of time (kept in ~/.cache/solarscan): auto (big jobs where it was "
+                           "measured to pay, and any job once compiled), on or off."),
     ] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Tiles per inference batch.")] = 8,
     threshold: Annotated[

@@ -94,7 +94,8 @@ class ModelPredictor:
         if not compile_pays(self.compile, tiles * size**2, self.runtime, cached):
             return
         try:
-            self._encode = compiled_encoder(self.model, example)
+            with stage("compile"):
+                self._encode = compiled_encoder(self.model, example)
         except Exception as exc:  # noqa: BLE001 (any compiler failure must leave scoring to the eager model)
             log.warning("compiling the encoder failed, scoring with the eager model: %s", exc)
 

@@ -56,7 +56,7 @@ class ScoreOptions:
     gsd_m: float | None = None  # ground sample distance of inputs without a CRS
     device: str = "auto"
     precision: str = "auto"
-    compile: str = "auto"  # torch.compile the encoder: 'auto' (jobs big enough to pay for it), 'on' or 'off'
+    compile: str = "auto"  # compiled encoder: 'auto' (jobs big enough to pay for it, or compiled before), 'on', 'off'
     batch_size: int = 8
     workers: int = 2  # reader threads
     threshold: float | None = None  # pixel probability threshold for panels

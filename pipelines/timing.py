@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import ParamSpec, TypeVar
 
-STAGES = ("read", "normalise", "model", "blend", "resample", "vectorise", "write")
+STAGES = ("compile", "read", "normalise", "model", "blend", "resample", "vectorise", "write")
 
 P = ParamSpec("P")
 R = TypeVar("R")
