@@ -22,6 +22,9 @@ COPY data_catalog ./data_catalog
 RUN pip install .
 
 FROM ${BASE_IMAGE} AS runtime
+# The encoder is compiled ahead of time with a C++ compiler (kept in ~/.cache/solarscan); without one, scoring
+# falls back to the slower eager model.
+RUN apt-get update && apt-get install -y --no-install-recommends g++ && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 10001 solarscan \
     && mkdir -p /data && chown solarscan:solarscan /data
 COPY --from=build /opt/solarscan /opt/solarscan
