@@ -88,10 +88,13 @@ class ModelPredictor:
         """Prepare for a job of ``tiles`` tiles in batches of at most ``batch_size``: use the compiled encoder
         if an earlier job compiled it, or compile it if the job pays for it."""
         size = self.metadata.tile_size
-        example = self.runtime.to_input(torch.zeros(batch_size, len(self.metadata.bands), size, size))
-        example = example.to(self.dtype)
-        cached = package_path(self.model, example).is_file()
-        if not compile_pays(self.compile, tiles * size**2, self.runtime, cached):
+        pixels = tiles * size**2
+        if tiles < 1 or not compile_pays(self.compile, pixels, self.runtime, compiled_before=True):
+            return
+        # A job of fewer tiles than a batch gets batches of its own size: padding them would waste the compute.
+        shape = (min(batch_size, tiles), len(self.metadata.bands), size, size)
+        example = self.runtime.to_input(torch.zeros(shape)).to(self.dtype)
+        if not compile_pays(self.compile, pixels, self.runtime, package_path(self.model, example).is_file()):
             return
         try:
             with stage("compile"):
