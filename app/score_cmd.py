@@ -41,7 +41,10 @@ def score(
         float | None,
         typer.Option(min=0.0, max=1.0, help="Pixel probability for a panel; default: the model's."),
     ] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Threads reading tiles ahead of inference.")] = 2,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=0, help="Threads reading tiles ahead of inference; default: 0 on a CPU, 2 beside a GPU."),
+    ] = None,
     gate: Annotated[
         bool, typer.Option("--gate/--no-gate", help="Skip segmenting tiles the classifier calls empty.")
     ] = True,

@@ -108,9 +108,15 @@ class SceneReader:
 def iter_batches(
     reader: SceneReader, tiles: list[Tile], batch_size: int, workers: int
 ) -> Iterator[TileBatch]:
-    """Batches of tiles in order, read by ``workers`` threads that keep a few batches ahead of the consumer."""
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="solarscan-read") as pool:
-        ahead = batch_size * (max(1, workers) + 1)
+    """Batches of tiles in order, read by ``workers`` threads that keep a few batches ahead of the consumer
+    (``workers=0``: read in the calling thread, between batches)."""
+    if workers == 0:
+        for start in range(0, len(tiles), batch_size):
+            chunk = tiles[start:start + batch_size]
+            yield _batch(chunk, [reader.read_tile(t) for t in chunk])
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="solarscan-read") as pool:
+        ahead = batch_size * (workers + 1)
         pending: deque[tuple[Tile, Future]] = deque()
         queue = iter(tiles)
         try:
@@ -120,12 +126,13 @@ def iter_batches(
                 if not pending:
                     return
                 chunk = [pending.popleft() for _ in range(min(batch_size, len(pending)))]
-                results = [future.result() for _, future in chunk]
-                yield TileBatch(
-                    pixels=np.stack([r[0] for r in results]),
-                    tiles=[t for t, _ in chunk],
-                    valid=np.stack([r[1] for r in results]),
-                )
+                yield _batch([t for t, _ in chunk], [future.result() for _, future in chunk])
         finally:
             for _, future in pending:
                 future.cancel()
+
+
+def _batch(tiles: list[Tile], results: list[tuple[np.ndarray, np.ndarray]]) -> TileBatch:
+    return TileBatch(
+        pixels=np.stack([r[0] for r in results]), tiles=tiles, valid=np.stack([r[1] for r in results])
+    )

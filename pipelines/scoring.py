@@ -58,7 +58,7 @@ class ScoreOptions:
     precision: str = "auto"
     compile: str = "auto"  # compiled encoder: 'auto' (jobs big enough to pay for it, or compiled before), 'on', 'off'
     batch_size: int = 8
-    workers: int = 2  # reader threads
+    workers: int | None = None  # threads reading ahead of the model; None: 0 on a CPU, 2 beside a GPU
     threshold: float | None = None  # pixel probability threshold for panels
     gate: bool = True  # skip the decoder on tiles the classifier calls empty
     gate_threshold: float | None = None  # default: half the bundle's tile threshold
@@ -77,7 +77,7 @@ class ScoreOptions:
             f"{name} must be {rule}, got {value}"
             for name, value, ok, rule in [
                 ("batch_size", self.batch_size, self.batch_size >= 1, ">= 1"),
-                ("workers", self.workers, self.workers >= 1, ">= 1"),
+                ("workers", self.workers, self.workers is None or self.workers >= 0, ">= 0"),
                 ("overlap", self.overlap, 0 <= self.overlap < 1, "in [0, 1)"),
                 ("min_area_m2", self.min_area_m2, self.min_area_m2 >= 0, ">= 0"),
                 ("simplify_px", self.simplify_px, self.simplify_px >= 0, ">= 0"),

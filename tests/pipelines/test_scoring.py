@@ -113,6 +113,19 @@ def test_a_panel_across_tile_and_strip_seams_is_one_polygon(tmp_path, monkeypatc
     assert found.geom_type.eq("Polygon").all()
 
 
+@pytest.mark.parametrize("workers", [0, 3])
+def test_reading_in_the_scoring_thread_or_ahead_in_threads_scores_the_same(tmp_path, workers):
+    spec = write_scene(
+        tmp_path / "wide.tif", width=200, height=70, panels=[(20, 10, 30, 180), (5, 185, 60, 195)]
+    )
+    _score([spec.path], tmp_path / "default.parquet")  # this predictor has no torch device: 0 readers
+    _score([spec.path], tmp_path / "threads.parquet", workers=workers)
+    default, threads = (gpd.read_parquet(tmp_path / f"{n}.parquet") for n in ("default", "threads"))
+    assert len(default) == len(spec.panels)
+    assert shapely.equals(shapely.union_all(default.geometry), shapely.union_all(threads.geometry))
+    assert default["confidence"].tolist() == threads["confidence"].tolist()
+
+
 def test_scene_smaller_than_a_tile(tmp_path):
     spec = write_scene(tmp_path / "small.tif", width=20, height=13, panels=[(3, 4, 9, 15)])
     _score([spec.path], tmp_path / "panels.geojson")
