@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -51,7 +52,8 @@ def measure(
     dtype: torch.dtype | None,
     compile: bool,
 ) -> tuple[float, float]:
-    """(images per second, seconds until the first output) of ``model`` on batch ``x``."""
+    """(images per second over the median of ``reps`` timed batches, seconds until the first output) of ``model``
+    on batch ``x``."""
     model = copy.deepcopy(model).to(x.device)
     if dtype is not None:
         model, x = model.to(dtype), x.to(dtype)
@@ -68,21 +70,21 @@ def measure(
             run = model.encode if isinstance(model, models.PanelNet) else model
         run(x)
         first = time.perf_counter() - start
-        if x.device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+        times = []
         for _ in range(reps):
+            start = time.perf_counter()
             run(x)
-        if x.device.type == "cuda":
-            torch.cuda.synchronize()
-    return reps * x.shape[0] / (time.perf_counter() - start), first
+            if x.device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+    return x.shape[0] / statistics.median(times), first
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="batch 4, one timed pass, no compiled rows")
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--reps", type=int, default=5, help="timed batches per row (median)")
     parser.add_argument(
         "--compile", action="store_true", help="add torch.compile rows (minutes on a small CPU)"
     )
