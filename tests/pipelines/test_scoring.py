@@ -286,3 +286,14 @@ def test_options_reject_unknown_keys_and_bad_values(tmp_path):
         _score([tmp_path], tmp_path / "panels.shp")
     with pytest.raises(ScoringConfigError, match="no input rasters"):
         _score([tmp_path], tmp_path / "panels.geojson")
+
+
+def test_scoring_bounds_the_gdal_block_cache_unless_the_user_sets_it(monkeypatch):
+    from pipelines.units import GDAL_CACHE_BYTES, gdal_cache_env
+
+    monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    with gdal_cache_env():
+        assert rasterio.env.getenv()["GDAL_CACHEMAX"] == GDAL_CACHE_BYTES == 256 * 2**20  # bytes, not 256 B
+    monkeypatch.setenv("GDAL_CACHEMAX", "64")
+    with gdal_cache_env():
+        assert "GDAL_CACHEMAX" not in rasterio.env.getenv()
