@@ -105,9 +105,14 @@ def build_model(metadata: BundleMetadata) -> nn.Module:
 
 def save_bundle(path: str | os.PathLike, model: nn.Module, metadata: BundleMetadata,
                 dtype: torch.dtype = torch.float32) -> Path:
-    """Write weights (floating tensors cast to ``dtype``) and metadata atomically to ``path``."""
+    """Write weights (floating parameters cast to ``dtype``) and metadata atomically to ``path``.
+
+    Buffers keep their own dtype: BatchNorm running variances can exceed fp16's range (65504), and one cast to
+    inf silences its channels.
+    """
+    parameters = {name for name, _ in model.named_parameters()}
     tensors = {
-        k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
+        k: (v.to(dtype) if v.is_floating_point() and k in parameters else v).detach().cpu().contiguous()
         for k, v in model.state_dict().items()
     }
     return _write(Path(path), tensors, metadata)
@@ -133,9 +138,9 @@ def _write(path: Path, tensors: dict[str, torch.Tensor], metadata: BundleMetadat
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; a bundle is meant to be shared
     try:
         save_file(tensors, tmp, metadata={METADATA_KEY: metadata.to_json()})
+        os.chmod(tmp, 0o644)  # after writing (safetensors recreates the file): a bundle is meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

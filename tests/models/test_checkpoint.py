@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 import models
 from models import BundleError, BundleMetadata, BundleNotFoundError, load_bundle, read_metadata, save_bundle
@@ -50,6 +50,21 @@ def test_fp16_storage_is_close_and_half_size(saved, tmp_path):
     with torch.no_grad():
         a, b = model(x), load_bundle(half).model(x)
     torch.testing.assert_close(b.mask_logit, a.mask_logit, rtol=0.05, atol=0.05)
+
+
+def test_fp16_storage_keeps_batchnorm_statistics_beyond_fp16_range_and_is_world_readable(tmp_path):
+    torch.manual_seed(0)
+    model = models.create_model(ARCH).eval()
+    norm = model.decoder.level_heads[1][1]
+    with torch.no_grad():
+        norm.running_var.fill_(5e5)  # seen in a trained decoder; fp16 stops at 65504
+    half = save_bundle(tmp_path / "half.safetensors", model, metadata(), dtype=torch.float16)
+    tensors = load_file(half)
+    assert tensors["decoder.level_heads.1.1.running_var"].dtype == torch.float32
+    assert tensors["decoder.level_heads.1.1.weight"].dtype == torch.float16
+    loaded = load_bundle(half).model.decoder.level_heads[1][1].running_var
+    assert torch.equal(loaded, norm.running_var)
+    assert half.stat().st_mode & 0o777 == 0o644
 
 
 def test_missing_file_names_it(tmp_path):
