@@ -92,17 +92,18 @@ def package_path(model: PanelNet, example: torch.Tensor) -> Path:
     return user_cache_dir() / "compiled" / f"encoder-{package_key(model, example)}.pt2"
 
 
-def compiled_encoder(model: PanelNet, example: torch.Tensor) -> Encoder:
+def compiled_encoder(model: PanelNet, example: torch.Tensor, path: Path | None = None) -> Encoder:
     """``model.encode`` compiled ahead of time (AOTInductor, freezing) for batches shaped like ``example``
     (shorter ones are zero-padded), loaded from the user cache when an earlier job compiled it.
 
     The encoder's Mish is switched (in place) to the single-exponential formulation, which inductor fuses into
     one vectorised pass with the scale, shift and residual add around it. Compiling takes tens of seconds;
-    loading a compiled package takes well under one.
+    loading a compiled package takes well under one. ``path``: the package's ``package_path`` when the caller
+    already has it (it hashes every weight).
     """
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(user_cache_dir() / "inductor"))
     uses_fast_mish(model.encoder)
-    path = package_path(model, example)
+    path = path or package_path(model, example)
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         log.info("compiling the encoder for %s batches (once per model and machine) into %s",

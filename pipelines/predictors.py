@@ -94,11 +94,12 @@ class ModelPredictor:
         # A job of fewer tiles than a batch gets batches of its own size: padding them would waste the compute.
         shape = (min(batch_size, tiles), len(self.metadata.bands), size, size)
         example = self.runtime.to_input(torch.zeros(shape)).to(self.dtype)
-        if not compile_pays(self.compile, pixels, self.runtime, package_path(self.model, example).is_file()):
+        package = package_path(self.model, example)
+        if not compile_pays(self.compile, pixels, self.runtime, package.is_file()):
             return
         try:
             with stage("compile"):
-                self._encode = compiled_encoder(self.model, example)
+                self._encode = compiled_encoder(self.model, example, package)
         except Exception as exc:  # noqa: BLE001 (any compiler failure must leave scoring to the eager model)
             log.warning("compiling the encoder failed, scoring with the eager model: %s", exc)
 

@@ -143,7 +143,7 @@ def test_compiled_encoder_matches_eager_and_is_kept_for_later_jobs(tmp_path, mon
     assert package_path(_tiny_detector(3), example) != package
 
 
-def test_a_compiled_package_is_used_even_for_a_small_job(monkeypatch, detector):
+def test_a_cached_package_counts_for_any_job_size_where_compiling_pays():
     bf16 = Runtime(torch.device("cpu"), torch.bfloat16)
     assert compile_pays("auto", 1, bf16, compiled_before=True)
     assert not compile_pays("auto", 1, Runtime(torch.device("cpu"), None), compiled_before=True)
