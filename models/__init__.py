@@ -1,6 +1,6 @@
 """Pure PyTorch models of solarscan: encoders, the PanelNet detector, the registry and checkpoint bundles."""
 
-from models import panelnet, res2net  # noqa: F401  (registers the architectures)
+from models import panelnet, res2net, resnet  # noqa: F401  (registers the architectures)
 from models.checkpoint import (
     Bundle,
     BundleMetadata,

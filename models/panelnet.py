@@ -1,4 +1,4 @@
-"""PanelNet: a Res2Net encoder with a tile classifier head and an FPN segmentation decoder."""
+"""PanelNet: an encoder (Res2NetPlus50 in the product) with a tile classifier head and an FPN segmentation decoder."""
 
 from __future__ import annotations
 
@@ -106,6 +106,12 @@ def panelnet_res2netplus50(**kwargs) -> PanelNet:
 def panelnet_res2net50(**kwargs) -> PanelNet:
     """Detector on the official Res2Net-50 26w x 4s encoder (for comparison)."""
     return PanelNet(encoder="res2net50_26w_4s", **kwargs)
+
+
+@register_model
+def panelnet_resnet50(**kwargs) -> PanelNet:
+    """Detector on a plain ResNet-50 encoder: the baseline the product's encoder is compared with."""
+    return PanelNet(encoder="resnet50", **kwargs)
 
 
 @register_model

@@ -121,6 +121,13 @@ class ModelPredictor:
         return TileScores(tile.cpu().numpy(), maps.cpu().numpy(), chosen.cpu().numpy())
 
 
+def plan_job(predictor: Predictor, tiles: int, batch_size: int) -> None:
+    """Let a model predictor prepare for a job of ``tiles`` tiles (see ``ModelPredictor.plan``); any other
+    predictor needs nothing."""
+    if isinstance(predictor, ModelPredictor):
+        predictor.plan(tiles, batch_size)
+
+
 def default_bundle_path() -> Path:
     """Where the shipped model bundle is installed, inside the ``models`` package."""
     return Path(models.__file__).resolve().parent / "weights" / DEFAULT_BUNDLE_NAME

@@ -25,7 +25,7 @@ from pipelines.executors import EXECUTORS, open_executor
 from pipelines.export import atomic_path, check_output_path, combine, write_panels, write_tiles_csv
 from pipelines.manifest import Manifest, SceneRecord, file_checksum
 from pipelines.options import checked_values
-from pipelines.predictors import ModelPredictor, Predictor, load_predictor
+from pipelines.predictors import Predictor, load_predictor
 from pipelines.scenes import Scene, find_inputs, open_scene
 from pipelines.tiling import DEFAULT_OVERLAP
 from pipelines.units import SceneResult, gather_scenes, join_units, plan_units, score_unit
@@ -225,8 +225,6 @@ def score(
             for scene in todo
             for unit in plan_units(scene, predictor.metadata, options, STRIP_PIXELS, max_tiles)
         ]
-        if isinstance(predictor, ModelPredictor):
-            predictor.plan(sum(u.tiles[1] - u.tiles[0] for u in units), options.batch_size)
         with tqdm(
             total=sum(u.owned_tiles for u in units), desc="scoring", unit="tile", disable=not show
         ) as bar:

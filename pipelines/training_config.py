@@ -24,6 +24,7 @@ class TrainConfig:
     max_steps: int | None = None
     steps_per_epoch: int | None = None
     tile_size: int = 96
+    scoring_tile_size: int | None = None  # tiles the bundle scores at; None: ``scoring_tile_size(tile_size)``
     gsd_m: float = 0.3
     batch_size: int = 32
     lr: float = 2e-3
@@ -39,6 +40,12 @@ class TrainConfig:
     seed: int = 0
     resume: bool = False
     weak_positive_max_year: int | None = 2019
+
+    def __post_init__(self) -> None:
+        if self.scoring_tile_size is not None and (self.scoring_tile_size < 32 or self.scoring_tile_size % 32):
+            raise ValueError(
+                f"scoring_tile_size must be a positive multiple of 32 (the model's grid), got {self.scoring_tile_size}"
+            )
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:

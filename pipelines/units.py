@@ -61,6 +61,10 @@ class ScoringUnit:
         return self.owned[1] - self.owned[0]
 
     @property
+    def scored_tiles(self) -> int:
+        return self.tiles[1] - self.tiles[0]
+
+    @property
     def seams(self) -> list[int]:
         """First rows of this unit's vectorising strips, except the scene's first row."""
         return [row for row in range(*self.rows, self.strip_rows) if row > 0]

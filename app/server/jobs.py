@@ -25,7 +25,7 @@ import numpy as np
 from app.server.storage import DataDir, JobFiles, StoredFile
 from pipelines.errors import ScoringError
 from pipelines.export import write_panels, write_tiles_csv
-from pipelines.predictors import ModelPredictor, Predictor, TileScores
+from pipelines.predictors import Predictor, TileScores, plan_job
 from pipelines.scenes import open_scene
 from pipelines.scoring import ScoreOptions, ScoreSummary, score
 from pipelines.tiling import model_grid, tile_grid
@@ -265,8 +265,7 @@ class JobRunner:
         files = self.data.job(job.id)
         inputs = {files.input(f.stored): f.name for f in job.files}
         total = _tile_count(list(inputs), predictor, self.options)
-        if isinstance(predictor, ModelPredictor):  # hidden from the pipeline by the progress wrapper
-            predictor.plan(total, self.options.batch_size)
+        plan_job(predictor, total, self.options.batch_size)  # hidden from the pipeline by the progress wrapper
         done = 0
 
         def report(n: int) -> None:

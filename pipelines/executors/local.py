@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
-from pipelines.predictors import Predictor
+from pipelines.predictors import Predictor, plan_job
 from pipelines.units import ScoringUnit, UnitOutcome, score_unit, scoring_failure
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ class LocalExecutor:
         pass
 
     def map(self, units: Sequence[ScoringUnit], progress: Callable[[int], None]) -> Iterator[UnitOutcome]:
+        plan_job(self.predictor, sum(u.scored_tiles for u in units), self.options.batch_size)
         for unit in units:
             done = 0
 

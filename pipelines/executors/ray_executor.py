@@ -8,6 +8,7 @@ Input problems (unreadable or empty rasters) fail at once, as they do locally.
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -18,7 +19,7 @@ import ray
 from ray.exceptions import RayActorError, RayError
 
 from pipelines.errors import ScoringConfigError
-from pipelines.predictors import Predictor, load_predictor
+from pipelines.predictors import Predictor, load_predictor, plan_job
 from pipelines.units import ScoringUnit, UnitOutcome, score_unit, scoring_failure
 
 if TYPE_CHECKING:
@@ -28,14 +29,17 @@ UNIT_RETRIES = 2  # further attempts at a unit that raised, or whose actor died
 
 
 class UnitScorer:
-    """A Ray actor holding one loaded predictor."""
+    """A Ray actor holding one loaded predictor, planned (compiled when that pays) for its share of the job:
+    ``tiles`` tiles."""
 
-    def __init__(self, predictor: Predictor | None, options: ScoreOptions) -> None:
+    def __init__(self, predictor: Predictor | None, options: ScoreOptions, tiles: int) -> None:
         self.options = options
         if predictor is None:
             predictor = load_predictor(
-                options.model, options.device, options.precision, options.gate, options.gate_threshold
+                options.model, options.device, options.precision, options.gate, options.gate_threshold,
+                options.compile,
             )
+        plan_job(predictor, tiles, options.batch_size)
         self.predictor = predictor
 
     @ray.method(retry_exceptions=True)
@@ -75,7 +79,8 @@ class RayExecutor:
         if not ray.is_initialized():
             ray.init(address=self.options.ray_address, include_dashboard=False)
             self._started_ray = True
-        self._actors = self._start_actors(min(len(units), self._slots()))
+        count = min(len(units), self._slots())
+        self._actors = self._start_actors(count, math.ceil(sum(u.scored_tiles for u in units) / count))
         queue, idle = deque(units), list(self._actors)
         running: dict[ray.ObjectRef, tuple[ScoringUnit, ray.actor.ActorHandle]] = {}
         while queue or running:
@@ -113,7 +118,7 @@ class RayExecutor:
             )
         return slots
 
-    def _start_actors(self, count: int) -> list[ray.actor.ActorHandle]:
+    def _start_actors(self, count: int, tiles_each: int) -> list[ray.actor.ActorHandle]:
         scorer = ray.remote(UnitScorer).options(
             num_cpus=1,
             num_gpus=self.options.num_gpus_per_worker,
@@ -121,4 +126,4 @@ class RayExecutor:
             max_task_retries=UNIT_RETRIES,
         )
         predictor = ray.put(self.predictor)  # one copy in the object store, shared by the actors
-        return [scorer.remote(predictor, self.options) for _ in range(count)]
+        return [scorer.remote(predictor, self.options, tiles_each) for _ in range(count)]

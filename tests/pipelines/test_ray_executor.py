@@ -10,11 +10,14 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
+import torch
+from fixtures.predictors import fp32_predictor
 from fixtures.scenes import MEAN, STD, DarkBluePredictor, write_scene
 from rasterio.windows import Window
 
+import models
 from pipelines import scoring
-from pipelines.predictors import TileScores
+from pipelines.predictors import ModelPredictor, TileScores
 from pipelines.scoring import ScoreOptions, score
 
 ray = pytest.importorskip("ray")
@@ -38,6 +41,25 @@ class PoisonedPredictor(DarkBluePredictor):
                 self.counter.write_text("x" * (seen + 1))
                 raise RuntimeError("injected worker failure")
         return super().predict(batch)
+
+
+class PlanRecorder(ModelPredictor):
+    """A real (tiny) detector that appends every plan it is asked for to the file ``plans`` (across workers)."""
+
+    plans: Path
+
+    def plan(self, tiles: int, batch_size: int) -> None:
+        with self.plans.open("a") as log:
+            log.write(f"{tiles} {batch_size}\n")
+        super().plan(tiles, batch_size)
+
+
+def _plan_recorder(plans: Path) -> PlanRecorder:
+    torch.manual_seed(0)
+    detector = models.create_model("panelnet", encoder="res2net_tiny").eval()
+    recorder = fp32_predictor(detector, compile="off", kind=PlanRecorder)
+    recorder.plans = plans
+    return recorder
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -129,3 +151,16 @@ def test_a_unit_that_keeps_failing_is_reported_and_the_rest_delivered_and_resuma
     assert (again.exit_code, again.scored, again.resumed) == (0, 1, 3)
     _score([scenes], tmp_path / "local.parquet", DarkBluePredictor())
     _same_panels(tmp_path / "local.parquet", out)
+
+
+def test_every_ray_worker_plans_its_share_of_the_job(scenes, tmp_path):
+    local_plans, ray_plans = tmp_path / "local-plans", tmp_path / "ray-plans"
+    assert _score([scenes], tmp_path / "local.parquet", _plan_recorder(local_plans)).exit_code == 0
+    [total] = [int(line.split()[0]) for line in local_plans.read_text().splitlines()]
+    assert _score([scenes], tmp_path / "ray.parquet", _plan_recorder(ray_plans), executor="ray").exit_code == 0
+    shares = [line.split() for line in ray_plans.read_text().splitlines()]
+    assert len(shares) == 2  # one per worker of the 2-CPU cluster, none from the driver
+    # Strips of a split scene score a few tiles twice, so each share is at least half the local job's tiles.
+    assert len(set(map(tuple, shares))) == 1
+    tiles, batch = map(int, shares[0])
+    assert -(-total // 2) <= tiles < total and batch == OPTIONS.batch_size

@@ -113,3 +113,11 @@ def test_resume_continues_exactly_where_it_stopped(catalog_dir, tmp_path, monkey
     assert _rows(tmp_path / "stopped")[1]["loss"] == _rows(tmp_path / "straight")[1]["loss"]
     for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
         torch.testing.assert_close(a, b, msg=name)
+
+
+def test_the_scoring_tile_size_can_be_set_and_must_fit_the_model_grid(catalog_dir, tmp_path):
+    config = {**TINY, "catalog": catalog_dir, "out": tmp_path / "run", "epochs": 1, "steps_per_epoch": 1}
+    run = train(TrainConfig.from_dict({**config, "scoring_tile_size": 32}), progress=False)
+    assert load_bundle(run.best_bundle).metadata.tile_size == 32  # not the default a third larger (64)
+    with pytest.raises(ValueError, match="scoring_tile_size must be a positive multiple of 32.*got 100"):
+        TrainConfig.from_dict({**config, "scoring_tile_size": 100})
