@@ -71,6 +71,23 @@ def scoring_tile_size(crop_size: int) -> int:
     return -(-crop_size * 4 // 3 // 32) * 32
 
 
+def reset_broken_norm_statistics(model: nn.Module) -> dict[str, int]:
+    """Restart the BatchNorm channels whose running mean or variance is not finite (mean 0, variance 1), so
+    fine-tuning re-estimates them: the running average of an infinite variance stays infinite, and evaluation
+    would keep those channels silent although training (on batch statistics) uses them. Returns the channels
+    restarted per layer."""
+    restarted = {}
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, nn.BatchNorm2d) and module.track_running_stats:
+                broken = ~(torch.isfinite(module.running_mean) & torch.isfinite(module.running_var))
+                if broken.any():
+                    module.running_mean[broken] = 0.0
+                    module.running_var[broken] = 1.0
+                    restarted[name] = int(broken.sum())
+    return restarted
+
+
 def mixup(batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
     """MixUp: blend each sample with a shuffled partner; pixel loss only where both masks are known."""
     lam = float(torch.distributions.Beta(0.4, 0.4).sample())
@@ -130,6 +147,9 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
     if config.init_from is not None:
         base = load_bundle(config.init_from)
         model, mean, std = base.model, base.metadata.norm_mean, base.metadata.norm_std
+        for name, channels in reset_broken_norm_statistics(model).items():
+            log.warning("%s: %d channel(s) of %s had non-finite running statistics; restarted them at mean 0, "
+                        "variance 1 (training re-estimates them)", config.init_from, channels, name)
         architecture, model_kwargs = base.metadata.architecture, base.metadata.model_kwargs
     else:
         architecture, model_kwargs = config.architecture, dict(config.model_kwargs)

@@ -12,6 +12,7 @@ from fixtures.scenes import write_scene
 from fixtures.training_catalog import write_training_catalog
 from typer.testing import CliRunner
 
+import models
 from app.cli import cli
 from data_catalog import Catalog
 from models import load_bundle
@@ -121,3 +122,17 @@ def test_the_scoring_tile_size_can_be_set_and_must_fit_the_model_grid(catalog_di
     assert load_bundle(run.best_bundle).metadata.tile_size == 32  # not the default a third larger (64)
     with pytest.raises(ValueError, match="scoring_tile_size must be a positive multiple of 32.*got 100"):
         TrainConfig.from_dict({**config, "scoring_tile_size": 100})
+
+
+def test_fine_tuning_restarts_norm_channels_whose_statistics_overflowed():
+    torch.manual_seed(0)
+    net = models.create_model("panelnet", encoder="res2net_tiny", decoder_channels=16)
+    head = net.decoder.level_heads[0][1]
+    head.running_var[3] = float("inf")
+    head.running_mean[5] = float("nan")
+    before = net.decoder.level_heads[1][1].running_var.clone()
+    assert training.reset_broken_norm_statistics(net) == {"decoder.level_heads.0.1": 2}
+    assert (head.running_var[3], head.running_mean[5]) == (1.0, 0.0)
+    assert torch.isfinite(head.running_var).all() and torch.isfinite(head.running_mean).all()
+    assert torch.equal(net.decoder.level_heads[1][1].running_var, before)
+    assert training.reset_broken_norm_statistics(net) == {}
