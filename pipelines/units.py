@@ -28,6 +28,7 @@ from models import BundleMetadata
 from pipelines.attributes import panel_set
 from pipelines.blending import StripBlender, hann_weights
 from pipelines.errors import EmptySceneError, SceneReadError, ScoringError
+from pipelines.heap import release_free_memory
 from pipelines.predictors import Predictor
 from pipelines.probability import MaskWriter, ModelGridProbability
 from pipelines.reading import SceneReader, iter_batches
@@ -245,6 +246,7 @@ def score_unit(
                     if masks is not None:
                         masks.write_rows(row, probability)
                     vectoriser.add(row, probability)
+                    release_free_memory()
                 finished = True
             finally:
                 if masks is not None:
