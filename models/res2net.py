@@ -27,6 +27,16 @@ class FeatureInfo:
     reduction: int
 
 
+# The feature maps of a 50-layer bottleneck network (expansion 4): its stem and its four stages.
+BOTTLENECK_FEATURES = (
+    FeatureInfo("stem", 64, 2),
+    FeatureInfo("layer1", 256, 4),
+    FeatureInfo("layer2", 512, 8),
+    FeatureInfo("layer3", 1024, 16),
+    FeatureInfo("layer4", 2048, 32),
+)
+
+
 def _act_norm(channels: int, act_layer: type[nn.Module], act_before_norm: bool) -> list[nn.Module]:
     """Activation and BatchNorm in the order the variant asks for."""
     act, norm = act_layer(), nn.BatchNorm2d(channels)
@@ -147,13 +157,7 @@ class Res2Net(nn.Module):
             inplanes = outplanes
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
 
-        self.feature_info = [
-            FeatureInfo("stem", 64, 2),
-            FeatureInfo("layer1", 256, 4),
-            FeatureInfo("layer2", 512, 8),
-            FeatureInfo("layer3", 1024, 16),
-            FeatureInfo("layer4", 2048, 32),
-        ]
+        self.feature_info = list(BOTTLENECK_FEATURES)
         self.num_features = inplanes
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.drop = nn.Dropout(drop_rate)

@@ -10,7 +10,7 @@ from torch import nn
 from torchvision.models import resnet50 as torchvision_resnet50
 
 from models.registry import register_model
-from models.res2net import FeatureInfo
+from models.res2net import BOTTLENECK_FEATURES
 
 
 class ResNetEncoder(nn.Module):
@@ -30,13 +30,7 @@ class ResNetEncoder(nn.Module):
         self.fc = net.fc if num_classes > 0 else nn.Identity()
         self.in_chans = in_chans
         self.num_features = 2048
-        self.feature_info = [
-            FeatureInfo("stem", 64, 2),
-            FeatureInfo("layer1", 256, 4),
-            FeatureInfo("layer2", 512, 8),
-            FeatureInfo("layer3", 1024, 16),
-            FeatureInfo("layer4", 2048, 32),
-        ]
+        self.feature_info = list(BOTTLENECK_FEATURES)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Feature maps at strides 2, 4, 8, 16, 32 (channels in ``feature_info``)."""
