@@ -258,9 +258,9 @@ def child(
     return result
 
 
-def tiles_of(size: int) -> int:
-    stride = TILE - TILE // 4
-    return math.ceil(max(size - TILE, 0) / stride + 1) ** 2
+def tiles_of(size: int, tile: int) -> int:
+    stride = tile - tile // 4
+    return math.ceil(max(size - tile, 0) / stride + 1) ** 2
 
 
 def stage_table(results: list[dict]) -> str:
@@ -280,10 +280,13 @@ def throughput(args: argparse.Namespace, workdir: Path) -> None:
     t = time.perf_counter()
     panel_tiles = write_scene(scene, size, args.panel_fraction)
     bundle = args.model or write_bundle(workdir / "fresh.safetensors")
-    tiles = tiles_of(size)
+    from models import read_metadata
+
+    tile = read_metadata(bundle).tile_size  # the shipped bundle scores at 128 px, the fresh one at TILE
+    tiles = tiles_of(size, tile)
     area_km2 = (size * GSD_M) ** 2 / 1e6
     print(
-        f"scene {size}x{size} px at {GSD_M} m = {area_km2:.2f} km2, {tiles} tiles of {TILE} px, "
+        f"scene {size}x{size} px at {GSD_M} m = {area_km2:.2f} km2, {tiles} tiles of {tile} px, "
         f"{panel_tiles} with panels (generated in {time.perf_counter() - t:.0f} s)",
         flush=True,
     )
