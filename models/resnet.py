@@ -29,8 +29,8 @@ class ResNetEncoder(nn.Module):
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.fc = net.fc if num_classes > 0 else nn.Identity()
         self.in_chans = in_chans
-        self.num_features = 2048
         self.feature_info = list(BOTTLENECK_FEATURES)
+        self.num_features = self.feature_info[-1].num_chs
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Feature maps at strides 2, 4, 8, 16, 32 (channels in ``feature_info``)."""

@@ -16,8 +16,10 @@ from functools import cache
 @cache
 def _malloc_trim():
     name = ctypes.util.find_library("c")
+    if name is None:
+        return None
     try:
-        libc = ctypes.CDLL(name) if name else None
+        libc = ctypes.CDLL(name)
     except OSError:
         return None
     return getattr(libc, "malloc_trim", None)

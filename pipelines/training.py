@@ -157,7 +157,8 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
         model = None
     metadata = BundleMetadata(
         architecture=architecture, model_kwargs=model_kwargs, bands=BANDS, norm_mean=mean, norm_std=std,
-        gsd_m=config.gsd_m, tile_size=config.scoring_tile_size or scoring_tile_size(config.tile_size), data_version=catalog.version,
+        gsd_m=config.gsd_m, tile_size=config.scoring_tile_size or scoring_tile_size(config.tile_size),
+        data_version=catalog.version,
     )
     if model is None:
         model = build_model(metadata)
