@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
@@ -170,7 +171,7 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
         copy_paste = CopyPaste(cut_panels(labelled, config.tile_size // 2, MIN_PANEL_PIXELS), config.copy_paste_rate)
     dataset = TileSampleDataset(prepared_train, config.tile_size, mean, std, default_augmentation(),
                                 copy_paste=copy_paste)
-    weights = sampling_weights(prepared_train, config.tile_size)
+    weights = sampling_weights(prepared_train, config.tile_size, config.source_weights)
     global_batch = config.batch_size * distributed.world_size
     steps_per_epoch = config.steps_per_epoch or max(1, int(sum(weights)) // global_batch)
     total_steps = steps_per_epoch * config.epochs
@@ -182,12 +183,17 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
     )
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.autocast_dtype == torch.float16)
     mix_generator = torch.Generator().manual_seed(rank_seed + 1)
+    # timm's ModelEmaV3 habit through torch's own helper: buffers (BatchNorm statistics) are averaged too
+    ema = None if config.ema_decay is None else AveragedModel(
+        net, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
     state = {"epoch": 0, "step": 0, "best_score": -math.inf, "best_metrics": {}, "bad_epochs": 0}
     checkpoint_path = out / LAST_CHECKPOINT
     if config.resume and checkpoint_path.exists():
         saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
         net.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(saved["ema"])
         scheduler.load_state_dict(saved["scheduler"])
         state = saved["state"]
         mix_state = state.pop("mix_rng", None)
@@ -228,6 +234,8 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
+            if ema is not None:
+                ema.update_parameters(net)
             state["step"] += 1
             seen += 1
             sums["loss"] += float(loss.detach())
@@ -240,10 +248,11 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
         losses = distributed.mean({k: v / max(seen, 1) for k, v in sums.items()})
         if distributed.is_main:
             row = {"epoch": state["epoch"], "step": state["step"], "lr": scheduler.get_last_lr()[0], **losses}
-            _end_epoch(net, row, state, metadata, prepared_val, runtime, out)
+            _end_epoch(net if ema is None else ema.module, row, state, metadata, prepared_val, runtime, out)
             _save_checkpoint(checkpoint_path, {
                 "model": net.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "rng": torch.get_rng_state(), "state": {**state, "mix_rng": mix_generator.get_state()},
+                **({} if ema is None else {"ema": ema.state_dict()}),
             })
         state = distributed.broadcast(state)
         distributed.barrier()

@@ -40,8 +40,14 @@ class TrainConfig:
     seed: int = 0
     resume: bool = False
     weak_positive_max_year: int | None = 2019
+    source_weights: dict[str, float] = field(default_factory=dict)  # draw-weight factor per source (default 1)
+    ema_decay: float | None = None  # validate and keep an exponential moving average of the weights
 
     def __post_init__(self) -> None:
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+        if any(not w > 0 for w in self.source_weights.values()):
+            raise ValueError(f"source_weights must be positive, got {self.source_weights}")
         if self.scoring_tile_size is not None and (self.scoring_tile_size < 32 or self.scoring_tile_size % 32):
             raise ValueError(
                 f"scoring_tile_size must be a positive multiple of 32 (the model's grid), got {self.scoring_tile_size}"

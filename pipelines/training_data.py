@@ -195,7 +195,17 @@ class TileSampleDataset(Dataset):
         return self.sample(index, np.random.default_rng(seed))
 
 
-def sampling_weights(prepared: list[PreparedItem], tile_size: int, cap: float = 6.0) -> list[float]:
+def sampling_weights(prepared: list[PreparedItem], tile_size: int, source_weights: dict[str, float] | None = None,
+                     cap: float = 6.0) -> list[float]:
     """Draw weights: a large scene counts for the crops it holds, up to ``cap``, so one big image
-    cannot crowd out hundreds of small tiles."""
-    return [min(cap, max(1.0, p.image.shape[0] * p.image.shape[1] / tile_size**2)) for p in prepared]
+    cannot crowd out hundreds of small tiles; ``source_weights`` then scales each source's items (default 1)."""
+    source_weights = source_weights or {}
+    sources = {p.item.source for p in prepared}
+    unknown = sorted(set(source_weights) - sources)
+    if unknown:
+        raise ValueError(f"source_weights names {', '.join(unknown)}, which no training item comes from "
+                         f"(training sources: {', '.join(sorted(sources))})")
+    return [
+        min(cap, max(1.0, p.image.shape[0] * p.image.shape[1] / tile_size**2)) * source_weights.get(p.item.source, 1.0)
+        for p in prepared
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from data_catalog import Catalog
 from models import load_bundle
 from pipelines import training
 from pipelines.training import TrainConfig, train
+from pipelines.training_data import prepare_items, sampling_weights
 
 TINY_MODEL = {"architecture": "panelnet", "model_kwargs": {"encoder": "res2net_tiny", "decoder_channels": 16}}
 TINY = {**TINY_MODEL, "tile_size": 32, "gsd_m": 0.5, "batch_size": 4, "lr": 3e-3, "mixup_rate": 0.0,
@@ -136,3 +138,45 @@ def test_fine_tuning_restarts_norm_channels_whose_statistics_overflowed():
     assert torch.isfinite(head.running_var).all() and torch.isfinite(head.running_mean).all()
     assert torch.equal(net.decoder.level_heads[1][1].running_var, before)
     assert training.reset_broken_norm_statistics(net) == {}
+
+
+def test_the_bundle_holds_the_moving_average_of_the_weights_and_buffers(catalog_dir, tmp_path, monkeypatch):
+    config = {**TINY, "catalog": catalog_dir, "out": tmp_path / "run", "epochs": 2, "steps_per_epoch": 1,
+              "ema_decay": 0.75}
+    checkpoints = []
+    save = training._save_checkpoint
+
+    def save_and_keep(path, state):
+        checkpoints.append({k: {n: t.clone() for n, t in state[k].items()} for k in ("model", "ema")})
+        save(path, state)
+
+    monkeypatch.setattr(training, "_save_checkpoint", save_and_keep)
+    result = train(TrainConfig.from_dict(config), progress=False)
+    first, second = checkpoints
+    assert int(second["ema"]["n_averaged"]) == 2
+    moved = 0
+    for name, last in second["model"].items():
+        averaged = second["ema"][f"module.{name}"]
+        if last.is_floating_point():  # the first step is copied, each later one blended in with weight 0.25
+            torch.testing.assert_close(averaged, 0.75 * first["model"][name] + 0.25 * last, msg=name)
+            moved += not torch.equal(averaged, last)
+    assert moved > 0  # the average is not the last weights
+
+    bundle = load_bundle(result.best_bundle)
+    best = checkpoints[bundle.metadata.metrics["epoch"] - 1]["ema"]
+    for name, saved in bundle.model.state_dict().items():
+        torch.testing.assert_close(saved, best[f"module.{name}"].to(saved.dtype), msg=name)
+
+
+def test_sources_can_be_drawn_more_often_and_unknown_sources_are_named(catalog_dir, tmp_path):
+    config = {**TINY, "catalog": catalog_dir, "out": tmp_path / "run", "epochs": 1, "steps_per_epoch": 1}
+    prepared = prepare_items(list(Catalog.open(catalog_dir).items("train")), 0.5, 3, crop_size=32)
+    prepared[0].item = dataclasses.replace(prepared[0].item, source="bern")
+    plain = sampling_weights(prepared, 32)
+    weighted = sampling_weights(prepared, 32, {"bern": 3.0})
+    assert [w / p for w, p in zip(weighted, plain)] == [3.0] + [1.0] * (len(prepared) - 1)
+    with pytest.raises(ValueError, match="source_weights names duke, which no training item comes from "
+                                         r"\(training sources: fixture\)"):
+        train(TrainConfig.from_dict({**config, "source_weights": {"duke": 2.0}}), progress=False)
+    with pytest.raises(ValueError, match="ema_decay must be in"):
+        TrainConfig.from_dict({**config, "ema_decay": 1.0})
