@@ -94,7 +94,7 @@ class Interrupted(Exception):
 
 def test_resume_continues_exactly_where_it_stopped(catalog_dir, tmp_path, monkeypatch):
     config = {**TINY, "catalog": catalog_dir, "epochs": 2, "steps_per_epoch": 1, "mixup_rate": 0.5,
-              "copy_paste_rate": 0.5}
+              "copy_paste_rate": 0.5, "ema_decay": 0.9}
     straight = train(TrainConfig.from_dict({**config, "out": tmp_path / "straight"}), progress=False)
 
     save = training._save_checkpoint
@@ -116,6 +116,9 @@ def test_resume_continues_exactly_where_it_stopped(catalog_dir, tmp_path, monkey
     assert _rows(tmp_path / "stopped")[1]["loss"] == _rows(tmp_path / "straight")[1]["loss"]
     for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
         torch.testing.assert_close(a, b, msg=name)
+    saved = [torch.load(run / "last.pt", weights_only=True)["ema"] for run in (tmp_path / "straight", tmp_path / "stopped")]
+    for name, a in saved[0].items():  # the moving average went on from where it stopped, too
+        torch.testing.assert_close(a, saved[1][name], msg=name)
 
 
 def test_the_scoring_tile_size_can_be_set_and_must_fit_the_model_grid(catalog_dir, tmp_path):
