@@ -68,6 +68,7 @@ class ModelPredictor:
         self.dtype = next(self.model.parameters()).dtype
         self.compile = compile
         self._encode = self.model.encode
+        self._encode_size: int | None = None  # the tile size ``_encode`` was compiled for; None: eager
         self.gate = gate
         # Below the tile decision threshold, so the gate only skips tiles the classifier is sure about.
         self.gate_threshold = (
@@ -78,16 +79,20 @@ class ModelPredictor:
 
     def __getstate__(self) -> dict:
         """Pickled (e.g. for other processes) without a compiled encoder, which each process makes for itself."""
-        return {**self.__dict__, "_encode": None}
+        return {**self.__dict__, "_encode": None, "_encode_size": None}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._encode = self.model.encode
 
-    def plan(self, tiles: int, batch_size: int) -> None:
-        """Prepare for a job of ``tiles`` tiles in batches of at most ``batch_size``: use the compiled encoder
-        if an earlier job compiled it, or compile it if the job pays for it."""
-        size = self.metadata.tile_size
+    def plan(self, tiles: dict[int, int], batch_size: int) -> None:
+        """Prepare for a job of ``tiles`` (tile size -> count) in batches of at most ``batch_size``: for the tile
+        size with the most pixels, use the compiled encoder if an earlier job compiled it, or compile it if the
+        job pays for it. Tiles of other sizes run eager."""
+        if not tiles:
+            return
+        size = max(tiles, key=lambda s: tiles[s] * s**2)
+        tiles = tiles[size]
         pixels = tiles * size**2
         if tiles < 1 or not compile_pays(self.compile, pixels, self.runtime, compiled_before=True):
             return
@@ -100,6 +105,7 @@ class ModelPredictor:
         try:
             with stage("compile"):
                 self._encode = compiled_encoder(self.model, example, package)
+                self._encode_size = size
         except Exception as exc:  # noqa: BLE001 (any compiler failure must leave scoring to the eager model)
             log.warning("compiling the encoder failed, scoring with the eager model: %s", exc)
 
@@ -111,7 +117,8 @@ class ModelPredictor:
         n, _, h, w = batch.shape
         with torch.inference_mode(), self.runtime.autocast():
             x = self.runtime.to_input(torch.from_numpy(batch)).to(self.dtype)
-            features = self._encode(x)
+            encode = self.model.encode if self._encode_size not in (None, h) else self._encode  # tiles are square
+            features = encode(x)
             tile = torch.sigmoid(self.model.classify(features).float())
             chosen = tile >= self.gate_threshold if self.gate else torch.ones_like(tile, dtype=torch.bool)
             maps = torch.zeros((n, h, w), dtype=torch.float32, device=tile.device)
@@ -121,9 +128,9 @@ class ModelPredictor:
         return TileScores(tile.cpu().numpy(), maps.cpu().numpy(), chosen.cpu().numpy())
 
 
-def plan_job(predictor: Predictor, tiles: int, batch_size: int) -> None:
-    """Let a model predictor prepare for a job of ``tiles`` tiles (see ``ModelPredictor.plan``); any other
-    predictor needs nothing."""
+def plan_job(predictor: Predictor, tiles: dict[int, int], batch_size: int) -> None:
+    """Let a model predictor prepare for a job of ``tiles`` (tile size -> count; see ``ModelPredictor.plan``);
+    any other predictor needs nothing."""
     if isinstance(predictor, ModelPredictor):
         predictor.plan(tiles, batch_size)
 

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import math
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from pipelines.predictors import Predictor
 from pipelines.probability import MaskWriter, ModelGridProbability
 from pipelines.reading import SceneReader, iter_batches
 from pipelines.scenes import Scene
-from pipelines.tiling import Tile, model_grid, tile_grid
+from pipelines.tiling import Tile, model_grid, scene_tiles
 from pipelines.vectorising import PixelPolygons, StripVectoriser, clean, join_across_seams
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class ScoringUnit:
     count: int  # units the scene is split into
     rows: tuple[int, int]  # source rows [start, stop) this unit vectorises
     strip_rows: int  # source rows per vectorising strip
+    tile_size: int  # model pixels per tile side (``scene_tile_size``)
     tiles: tuple[int, int]  # tiles scored
     owned: tuple[int, int]  # tiles counted by this unit
     scene_tiles: int  # tiles of the whole scene
@@ -73,6 +75,14 @@ class ScoringUnit:
     def describe(self) -> str:
         whole = self.count == 1
         return f"{self.scene.path}" if whole else f"{self.scene.path} rows {self.rows[0]}-{self.rows[1]}"
+
+
+def tiles_by_size(units: Iterable[ScoringUnit]) -> dict[int, int]:
+    """The tiles the units score, counted per tile size (what a predictor plans a job by)."""
+    counts: Counter[int] = Counter()
+    for unit in units:
+        counts[unit.tile_size] += unit.scored_tiles
+    return counts
 
 
 @dataclass(frozen=True)
@@ -118,8 +128,9 @@ def plan_units(
 ) -> list[ScoringUnit]:
     """Split ``scene`` into strips of about ``max_tiles`` tiles each (one unit when None or small enough)."""
     grid = model_grid(scene, metadata.gsd_m)
-    size = metadata.tile_size
-    tile_rows = np.array([t.row for t in tile_grid(grid, size, round(size * options.overlap))])
+    tiles = scene_tiles(grid, metadata.tile_size, options.overlap)
+    size = tiles[0].size
+    tile_rows = np.array([t.row for t in tiles])
     n_tiles = len(tile_rows)
     strip_rows = max(1, strip_pixels // scene.width)
     strips = list(range(0, scene.height, strip_rows))
@@ -147,6 +158,7 @@ def plan_units(
                 count=count,
                 rows=(start, stop),
                 strip_rows=strip_rows,
+                tile_size=size,
                 # Whole batches of the scene's tile sequence, so each tile meets the same batch-mates.
                 tiles=(first // batch * batch, min(n_tiles, -(-last // batch) * batch)),
                 owned=(
@@ -196,12 +208,12 @@ def score_unit(
     """
     scene, meta = unit.scene, predictor.metadata
     grid = model_grid(scene, meta.gsd_m)
-    tiles = tile_grid(grid, meta.tile_size, round(meta.tile_size * options.overlap))[slice(*unit.tiles)]
-    weights = hann_weights(meta.tile_size)
+    tiles = scene_tiles(grid, meta.tile_size, options.overlap)[slice(*unit.tiles)]
+    weights = hann_weights(unit.tile_size)
     threshold = meta.thresholds["pixel"] if options.threshold is None else options.threshold
     tile_probability, segmented, scored, any_scored = 0.0, 0, 0, False
     top = tiles[0].row
-    bottom = min(grid.height, tiles[-1].row + meta.tile_size)
+    bottom = min(grid.height, tiles[-1].row + unit.tile_size)
     key = hashlib.sha1(str(scene.path).encode()).hexdigest()[:12]
     vectoriser = StripVectoriser(threshold)
     mask_path = None
@@ -210,7 +222,7 @@ def score_unit(
         reader = stack.enter_context(SceneReader(scene, grid, meta.norm_mean, meta.norm_std))
         store = stack.enter_context(ModelGridProbability(workdir / f"{key}.model-grid.tif", grid))
         blender = StripBlender(
-            bottom - top, grid.width, meta.tile_size, lambda row, p: store.write_rows(top + row, p)
+            bottom - top, grid.width, unit.tile_size, lambda row, p: store.write_rows(top + row, p)
         )
         index = unit.tiles[0]
         for batch in iter_batches(reader, tiles, options.batch_size, reader_threads(options, predictor)):

@@ -14,6 +14,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from pipelines.export import write_panels, write_tiles_csv
 from pipelines.predictors import Predictor, TileScores, plan_job
 from pipelines.scenes import open_scene
 from pipelines.scoring import ScoreOptions, ScoreSummary, score
-from pipelines.tiling import model_grid, tile_grid
+from pipelines.tiling import model_grid, scene_tiles
 
 STATES = ("queued", "running", "done", "failed")
 log = logging.getLogger("solarscan.server")
@@ -264,8 +265,9 @@ class JobRunner:
     def _run(self, job: Job, predictor: Predictor) -> None:
         files = self.data.job(job.id)
         inputs = {files.input(f.stored): f.name for f in job.files}
-        total = _tile_count(list(inputs), predictor, self.options)
-        plan_job(predictor, total, self.options.batch_size)  # hidden from the pipeline by the progress wrapper
+        tiles = _tile_count(list(inputs), predictor, self.options)
+        plan_job(predictor, tiles, self.options.batch_size)
+        total = sum(tiles.values())  # hidden from the pipeline by the progress wrapper
         done = 0
 
         def report(n: int) -> None:
@@ -289,17 +291,18 @@ class JobRunner:
         self.store.finish(job.id, _summary(summary), errors, "no input could be scored" if failed else None)
 
 
-def _tile_count(paths: list[Path], predictor: Predictor, options: ScoreOptions) -> int:
-    """Tiles the pipeline will cut from the scenes (those it cannot open count none)."""
+def _tile_count(paths: list[Path], predictor: Predictor, options: ScoreOptions) -> dict[int, int]:
+    """Tiles the pipeline will cut from the scenes, per tile size (scenes it cannot open count none)."""
     meta = predictor.metadata
-    total = 0
+    counts: Counter[int] = Counter()
     for path in paths:
         try:
             grid = model_grid(open_scene(path, meta.bands, options.gsd_m), meta.gsd_m)
         except (ScoringError, OSError):
             continue
-        total += len(tile_grid(grid, meta.tile_size, round(meta.tile_size * options.overlap)))
-    return total
+        tiles = scene_tiles(grid, meta.tile_size, options.overlap)
+        counts[tiles[0].size] += len(tiles)
+    return counts
 
 
 def _publish(files: JobFiles, names: dict[Path, str]) -> None:

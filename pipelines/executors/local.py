@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
 from pipelines.predictors import Predictor, plan_job
-from pipelines.units import ScoringUnit, UnitOutcome, score_unit, scoring_failure
+from pipelines.units import ScoringUnit, UnitOutcome, score_unit, scoring_failure, tiles_by_size
 
 if TYPE_CHECKING:
     from pipelines.scoring import ScoreOptions
@@ -28,7 +28,7 @@ class LocalExecutor:
         pass
 
     def map(self, units: Sequence[ScoringUnit], progress: Callable[[int], None]) -> Iterator[UnitOutcome]:
-        plan_job(self.predictor, sum(u.scored_tiles for u in units), self.options.batch_size)
+        plan_job(self.predictor, tiles_by_size(units), self.options.batch_size)
         for unit in units:
             done = 0
 

@@ -20,7 +20,7 @@ from ray.exceptions import RayActorError, RayError
 
 from pipelines.errors import ScoringConfigError
 from pipelines.predictors import Predictor, load_predictor, plan_job
-from pipelines.units import ScoringUnit, UnitOutcome, score_unit, scoring_failure
+from pipelines.units import ScoringUnit, UnitOutcome, score_unit, scoring_failure, tiles_by_size
 
 if TYPE_CHECKING:
     from pipelines.scoring import ScoreOptions
@@ -30,9 +30,9 @@ UNIT_RETRIES = 2  # further attempts at a unit that raised, or whose actor died
 
 class UnitScorer:
     """A Ray actor holding one loaded predictor, planned (compiled when that pays) for its share of the job:
-    ``tiles`` tiles."""
+    ``tiles`` (tile size -> count)."""
 
-    def __init__(self, predictor: Predictor | None, options: ScoreOptions, tiles: int) -> None:
+    def __init__(self, predictor: Predictor | None, options: ScoreOptions, tiles: dict[int, int]) -> None:
         self.options = options
         if predictor is None:
             predictor = load_predictor(
@@ -80,7 +80,8 @@ class RayExecutor:
             ray.init(address=self.options.ray_address, include_dashboard=False)
             self._started_ray = True
         count = min(len(units), self._slots())
-        self._actors = self._start_actors(count, math.ceil(sum(u.scored_tiles for u in units) / count))
+        share = {size: math.ceil(n / count) for size, n in tiles_by_size(units).items()}
+        self._actors = self._start_actors(count, share)
         queue, idle = deque(units), list(self._actors)
         running: dict[ray.ObjectRef, tuple[ScoringUnit, ray.actor.ActorHandle]] = {}
         while queue or running:
@@ -118,7 +119,7 @@ class RayExecutor:
             )
         return slots
 
-    def _start_actors(self, count: int, tiles_each: int) -> list[ray.actor.ActorHandle]:
+    def _start_actors(self, count: int, tiles_each: dict[int, int]) -> list[ray.actor.ActorHandle]:
         scorer = ray.remote(UnitScorer).options(
             num_cpus=1,
             num_gpus=self.options.num_gpus_per_worker,

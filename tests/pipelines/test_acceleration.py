@@ -157,8 +157,30 @@ def test_a_failing_compiler_leaves_scoring_to_the_eager_model(monkeypatch, detec
         raise RuntimeError("no C++ compiler")
 
     monkeypatch.setattr(predictors, "compiled_encoder", broken)
-    predictor.plan(tiles=10, batch_size=2)
+    predictor.plan(tiles={64: 10}, batch_size=2)
     assert "no C++ compiler" in caplog.text
     assert predictor._encode == predictor.model.encode
     scores = predictor.predict(torch.zeros(2, 3, 64, 64).numpy())
     assert scores.tile_probability.shape == (2,)
+
+
+def test_the_compiled_encoder_serves_its_own_tile_size_and_other_sizes_run_eager(detector):
+    predictor = fp32_predictor(detector, compile="on")
+    calls = []
+
+    def compiled(x):
+        calls.append(tuple(x.shape[-2:]))
+        return predictor.model.encode(x)
+
+    predictor._encode, predictor._encode_size = compiled, 64  # as ``plan`` leaves it after compiling for 64 px
+    predictor.predict(torch.zeros(2, 3, 64, 64).numpy())
+    scores = predictor.predict(torch.zeros(2, 3, 128, 128).numpy())
+    assert calls == [(64, 64)] and scores.pixel_probability.shape == (2, 128, 128)
+
+
+def test_a_job_plans_for_the_tile_size_with_the_most_pixels(monkeypatch, detector):
+    predictor = fp32_predictor(detector, compile="on")
+    shapes = []
+    monkeypatch.setattr(predictors, "compiled_encoder", lambda model, example, path: shapes.append(example.shape))
+    predictor.plan(tiles={64: 30, 128: 10}, batch_size=4)  # 10 tiles of 128 px hold more pixels than 30 of 64
+    assert shapes == [(4, 3, 128, 128)] and predictor._encode_size == 128

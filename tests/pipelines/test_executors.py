@@ -37,7 +37,7 @@ def _split_and_whole(tmp_path, predictor, gsd: float):
         gsd=gsd,
     )
     scene = open_scene(spec.path, predictor.metadata.bands)
-    units = plan_units(scene, predictor.metadata, OPTIONS, STRIP_PIXELS, max_tiles=10)
+    units = plan_units(scene, predictor.metadata, OPTIONS, STRIP_PIXELS, max_tiles=2)
     split = join_units(
         [score_unit(u, predictor, OPTIONS, tmp_path) for u in reversed(units)], predictor, OPTIONS
     )
@@ -50,7 +50,7 @@ def test_units_partition_rows_and_tiles_and_cover_their_context(tmp_path):
     predictor = DarkBluePredictor()
     spec = write_scene(tmp_path / "a.tif", width=300, height=170, panels=[])
     scene = open_scene(spec.path, predictor.metadata.bands)
-    units = plan_units(scene, predictor.metadata, OPTIONS, STRIP_PIXELS, max_tiles=10)
+    units = plan_units(scene, predictor.metadata, OPTIONS, STRIP_PIXELS, max_tiles=3)
     assert len(units) > 3 and [u.index for u in units] == list(range(len(units)))
     assert units[0].rows[0] == 0 and units[-1].rows[1] == scene.height
     assert units[0].owned[0] == 0 and units[-1].owned[1] == units[0].scene_tiles
@@ -84,7 +84,8 @@ def test_score_scene_is_one_whole_unit(tmp_path):
     predictor = DarkBluePredictor()
     spec = write_scene(tmp_path / "a.tif", width=64, height=48, panels=[(10, 10, 20, 30)])
     result = score_scene(open_scene(spec.path, predictor.metadata.bands), predictor, OPTIONS, tmp_path)
-    assert len(result.panels) == 1 and result.tiles == 6 and result.tiles_segmented == 6
+    # Larger than the predictor's 32 px tiles, so it is cut into tiles that hold its shorter side: one 64 px tile.
+    assert len(result.panels) == 1 and result.tiles == 1 and result.tiles_segmented == 1
 
 
 def test_executor_options_are_checked(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -48,9 +49,9 @@ class PlanRecorder(ModelPredictor):
 
     plans: Path
 
-    def plan(self, tiles: int, batch_size: int) -> None:
+    def plan(self, tiles: dict[int, int], batch_size: int) -> None:
         with self.plans.open("a") as log:
-            log.write(f"{tiles} {batch_size}\n")
+            log.write(json.dumps({"tiles": tiles, "batch_size": batch_size}) + "\n")
         super().plan(tiles, batch_size)
 
 
@@ -156,11 +157,13 @@ def test_a_unit_that_keeps_failing_is_reported_and_the_rest_delivered_and_resuma
 def test_every_ray_worker_plans_its_share_of_the_job(scenes, tmp_path):
     local_plans, ray_plans = tmp_path / "local-plans", tmp_path / "ray-plans"
     assert _score([scenes], tmp_path / "local.parquet", _plan_recorder(local_plans)).exit_code == 0
-    [total] = [int(line.split()[0]) for line in local_plans.read_text().splitlines()]
+    [local] = [json.loads(line) for line in local_plans.read_text().splitlines()]
     assert _score([scenes], tmp_path / "ray.parquet", _plan_recorder(ray_plans), executor="ray").exit_code == 0
-    shares = [line.split() for line in ray_plans.read_text().splitlines()]
+    shares = [json.loads(line) for line in ray_plans.read_text().splitlines()]
     assert len(shares) == 2  # one per worker of the 2-CPU cluster, none from the driver
+    assert shares[0] == shares[1] and shares[0]["batch_size"] == local["batch_size"] == OPTIONS.batch_size
+    # The large scene is cut into larger tiles than the small ones.
+    assert len(local["tiles"]) == 2 and set(shares[0]["tiles"]) == set(local["tiles"])
     # Strips of a split scene score a few tiles twice, so each share is at least half the local job's tiles.
-    assert len(set(map(tuple, shares))) == 1
-    tiles, batch = map(int, shares[0])
-    assert -(-total // 2) <= tiles < total and batch == OPTIONS.batch_size
+    for size, total in local["tiles"].items():
+        assert -(-total // 2) <= shares[0]["tiles"][size] <= total

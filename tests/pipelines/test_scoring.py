@@ -103,7 +103,8 @@ def test_finer_and_coarser_imagery_is_resampled_to_the_model_resolution(tmp_path
 
 def test_a_panel_across_tile_and_strip_seams_is_one_polygon(tmp_path, monkeypatch):
     monkeypatch.setattr(scoring, "STRIP_PIXELS", 200 * 16)  # 16-row vectorising strips
-    # 32 px tiles overlapping by 8: seams every 24 px; the long panel crosses 6 tiles, the tall one 3 strips.
+    # 64 px tiles (twice the predictor's 32 px) overlapping by 16: seams every 48 px; the long panel crosses 4
+    # tiles, the tall one 3 strips.
     spec = write_scene(
         tmp_path / "wide.tif", width=200, height=70, panels=[(20, 10, 30, 180), (5, 185, 60, 195)]
     )
