@@ -92,12 +92,12 @@ class ModelPredictor:
         if not tiles:
             return
         size = max(tiles, key=lambda s: tiles[s] * s**2)
-        tiles = tiles[size]
-        pixels = tiles * size**2
-        if tiles < 1 or not compile_pays(self.compile, pixels, self.runtime, compiled_before=True):
+        count = tiles[size]
+        pixels = count * size**2
+        if count < 1 or not compile_pays(self.compile, pixels, self.runtime, compiled_before=True):
             return
         # A job of fewer tiles than a batch gets batches of its own size: padding them would waste the compute.
-        shape = (min(batch_size, tiles), len(self.metadata.bands), size, size)
+        shape = (min(batch_size, count), len(self.metadata.bands), size, size)
         example = self.runtime.to_input(torch.zeros(shape)).to(self.dtype)
         package = package_path(self.model, example)
         if not compile_pays(self.compile, pixels, self.runtime, package.is_file()):
