@@ -281,12 +281,10 @@ def throughput(args: argparse.Namespace, workdir: Path) -> None:
     t = time.perf_counter()
     panel_tiles = write_scene(scene, size, args.panel_fraction)
     bundle = args.model or write_bundle(workdir / "fresh.safetensors")
-    from affine import Affine
-
     from models import read_metadata
-    from pipelines.tiling import ModelGrid, scene_tile_size
+    from pipelines.tiling import scene_tile_size
 
-    tile = scene_tile_size(ModelGrid(size, size, 1.0, 1.0, Affine.identity()), read_metadata(bundle).tile_size)
+    tile = scene_tile_size(size, size, read_metadata(bundle).tile_size)
     tiles = tiles_of(size, tile)
     area_km2 = (size * GSD_M) ** 2 / 1e6
     print(

@@ -12,7 +12,7 @@ from torch import nn
 from pipelines.metrics import PixelCounter, tile_metrics
 from pipelines.normalisation import normalise
 from pipelines.runtime import Runtime
-from pipelines.tiling import DEFAULT_OVERLAP, tile_starts
+from pipelines.tiling import DEFAULT_OVERLAP, scene_tile_size, tile_starts
 from pipelines.training_data import PreparedItem
 
 TILE_THRESHOLD = 0.5
@@ -28,7 +28,7 @@ def predict_prepared(model: nn.Module, prepared: list[PreparedItem], mean: list[
 
     The pixel map comes from one pass over the whole item. An item larger than ``tile_size`` in either
     direction takes, as scoring decides a scene, the highest classifier probability over its overlapping
-    scoring tiles: one pass over the whole image pools the classifier over far more ground than it was trained
+    scoring tiles (of ``scene_tile_size``): one pass over the whole image pools the classifier over far more ground than it was trained
     to judge and dilutes a small panel below the threshold.
     """
     was_training = model.training
@@ -40,13 +40,14 @@ def predict_prepared(model: nn.Module, prepared: list[PreparedItem], mean: list[
     for (height, width), indexes in by_shape.items():
         batch_size = max(1, batch_pixels // (height * width))
         tiled = tile_size is not None and max(height, width) > tile_size
+        size = scene_tile_size(width, height, tile_size) if tiled else None
         for start in range(0, len(indexes), batch_size):
             chunk = indexes[start:start + batch_size]
             images = np.stack([_normalised(prepared[i], mean, std) for i in chunk])
             tile, pixel = _predict(model, images, runtime)
             for j, i in enumerate(chunk):
                 if tiled:
-                    tile[j] = _max_tile_probability(model, images[j], tile_size, runtime, batch_pixels)
+                    tile[j] = _max_tile_probability(model, images[j], size, runtime, batch_pixels)
                 results[i] = (float(tile[j]), pixel[j])
     model.train(was_training)
     return results  # type: ignore[return-value]

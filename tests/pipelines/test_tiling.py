@@ -26,7 +26,7 @@ def _grid(width: int, height: int) -> ModelGrid:
     ],
 )
 def test_scenes_larger_than_the_bundle_tile_get_larger_tiles(width, height, bundle, expected):
-    assert scene_tile_size(_grid(width, height), bundle) == expected
+    assert scene_tile_size(width, height, bundle) == expected
 
 
 def test_scene_tiles_overlap_by_a_fraction_of_their_own_size():
