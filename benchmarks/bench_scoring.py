@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import resource
 import subprocess
@@ -260,8 +259,9 @@ def child(
 
 
 def tiles_of(size: int, tile: int) -> int:
-    stride = tile - tile // 4
-    return math.ceil(max(size - tile, 0) / stride + 1) ** 2
+    from pipelines.tiling import DEFAULT_OVERLAP, tile_starts
+
+    return len(tile_starts(size, tile, tile - round(tile * DEFAULT_OVERLAP))) ** 2
 
 
 def stage_table(results: list[dict]) -> str:

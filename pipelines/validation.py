@@ -28,8 +28,8 @@ def predict_prepared(model: nn.Module, prepared: list[PreparedItem], mean: list[
 
     The pixel map comes from one pass over the whole item. An item larger than ``tile_size`` in either
     direction takes, as scoring decides a scene, the highest classifier probability over its overlapping
-    scoring tiles (of ``scene_tile_size``): one pass over the whole image pools the classifier over far more ground than it was trained
-    to judge and dilutes a small panel below the threshold.
+    scoring tiles (of ``scene_tile_size``): one pass over the whole image pools the classifier over far more
+    ground than it was trained to judge and dilutes a small panel below the threshold.
     """
     was_training = model.training
     model.eval()

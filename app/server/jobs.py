@@ -14,7 +14,6 @@ import logging
 import sqlite3
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,8 +27,8 @@ from pipelines.errors import ScoringError
 from pipelines.export import write_panels, write_tiles_csv
 from pipelines.predictors import Predictor, TileScores, plan_job
 from pipelines.scenes import open_scene
-from pipelines.scoring import ScoreOptions, ScoreSummary, score
-from pipelines.tiling import model_grid, scene_tiles
+from pipelines.scoring import STRIP_PIXELS, ScoreOptions, ScoreSummary, score
+from pipelines.units import ScoringUnit, plan_units, tiles_by_size
 
 STATES = ("queued", "running", "done", "failed")
 log = logging.getLogger("solarscan.server")
@@ -294,15 +293,14 @@ class JobRunner:
 def _tile_count(paths: list[Path], predictor: Predictor, options: ScoreOptions) -> dict[int, int]:
     """Tiles the pipeline will cut from the scenes, per tile size (scenes it cannot open count none)."""
     meta = predictor.metadata
-    counts: Counter[int] = Counter()
+    units: list[ScoringUnit] = []
     for path in paths:
         try:
-            grid = model_grid(open_scene(path, meta.bands, options.gsd_m), meta.gsd_m)
+            scene = open_scene(path, meta.bands, options.gsd_m)
         except (ScoringError, OSError):
             continue
-        tiles = scene_tiles(grid, meta.tile_size, options.overlap)
-        counts[tiles[0].size] += len(tiles)
-    return counts
+        units += plan_units(scene, meta, options, STRIP_PIXELS, max_tiles=None)
+    return tiles_by_size(units)
 
 
 def _publish(files: JobFiles, names: dict[Path, str]) -> None:
