@@ -50,6 +50,9 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
 CURVES_PLOT = "curves.png"
 PRECISION_RECALL_PLOT = "precision_recall.png"
+# A bag's panel evidence: the mean of this many top pixel logits (a small array at 0.3 m covers ~100 px), so one
+# noisy pixel cannot satisfy the bag and the loss cannot demand that a whole crop be panel.
+BAG_TOP_PIXELS = 16
 RANK_SEED_STRIDE = 7919  # other processes' random streams start this far apart from rank 0's
 
 
@@ -98,8 +101,11 @@ def mixup(batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[st
     return mixed
 
 
-def detection_loss(output, batch: dict[str, torch.Tensor], pixel_weight: float) -> tuple[torch.Tensor, dict]:
-    """Tile BCE plus pixel BCE + soft Dice where the pixel label is known."""
+def detection_loss(output, batch: dict[str, torch.Tensor], pixel_weight: float,
+                   bag_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+    """Tile BCE plus pixel BCE + soft Dice where the pixel label is known, plus, for crops that are bags (labelled
+    only as holding panels somewhere), multiple-instance BCE: the mean logit of the bag's ``BAG_TOP_PIXELS`` most
+    confident pixels should say panel."""
     tile = F.binary_cross_entropy_with_logits(output.tile_logit.float(), batch["target"])
     logits, mask, weight = output.mask_logit.float(), batch["mask"], batch["weight"]
     known = weight.sum()
@@ -110,7 +116,18 @@ def detection_loss(output, batch: dict[str, torch.Tensor], pixel_weight: float) 
         pixel = bce + dice
     else:
         pixel = logits.sum() * 0.0
-    return tile + pixel_weight * pixel, {"tile_loss": float(tile.detach()), "pixel_loss": float(pixel.detach())}
+    bag = batch.get("bag")
+    bag_loss = logits.sum() * 0.0
+    if bag_weight > 0 and bag is not None and bool((bag > 0).any()):
+        share = bag.flatten(1).amax(1)  # how much of each (possibly MixUp-blended) crop is a bag
+        chosen = share > 0
+        inside = logits.flatten(1)[chosen].masked_fill(bag.flatten(1)[chosen] <= 0, -torch.inf)
+        top = inside.topk(BAG_TOP_PIXELS, dim=1).values.mean(1)
+        bags = F.binary_cross_entropy_with_logits(top, torch.ones_like(top), reduction="none")
+        bag_loss = (bags * share[chosen]).sum() / share[chosen].sum()
+    total = tile + pixel_weight * (pixel + bag_weight * bag_loss)
+    return total, {"tile_loss": float(tile.detach()), "pixel_loss": float(pixel.detach()),
+                   "bag_loss": float(bag_loss.detach())}
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -170,7 +187,7 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
         labelled = ((p.image, p.mask) for p in prepared_train if p.mask is not None)
         copy_paste = CopyPaste(cut_panels(labelled, config.tile_size // 2, MIN_PANEL_PIXELS), config.copy_paste_rate)
     dataset = TileSampleDataset(prepared_train, config.tile_size, mean, std, default_augmentation(),
-                                copy_paste=copy_paste)
+                                copy_paste=copy_paste, bags=config.bag_loss_weight > 0)
     weights = sampling_weights(prepared_train, config.tile_size, config.source_weights)
     global_batch = config.batch_size * distributed.world_size
     steps_per_epoch = config.steps_per_epoch or max(1, int(sum(weights)) // global_batch)
@@ -216,7 +233,7 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
         loader = DataLoader(dataset, batch_size=config.batch_size, sampler=distributed.shard(list(draws)),
                             drop_last=True, num_workers=config.workers, persistent_workers=False)
         model.train()
-        sums: dict[str, float] = {"loss": 0.0, "tile_loss": 0.0, "pixel_loss": 0.0}
+        sums: dict[str, float] = {"loss": 0.0, "tile_loss": 0.0, "pixel_loss": 0.0, "bag_loss": 0.0}
         seen = 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not (progress and distributed.is_main),
                    leave=False)
@@ -226,7 +243,7 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
             batch = {k: v.to(runtime.device) for k, v in batch.items()}
             with runtime.autocast():
                 output = model(runtime.to_input(batch["image"]))
-            loss, parts = detection_loss(output, batch, config.pixel_loss_weight)
+            loss, parts = detection_loss(output, batch, config.pixel_loss_weight, config.bag_loss_weight)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)

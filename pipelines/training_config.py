@@ -32,6 +32,8 @@ class TrainConfig:
     mixup_rate: float = 0.25
     copy_paste_rate: float = 0.0
     pixel_loss_weight: float = 1.0
+    # > 0: items labelled only "has panels" teach the decoder too, as multiple-instance bags (relative to pixels)
+    bag_loss_weight: float = 0.0
     patience: int = 8
     device: str = "auto"
     precision: str = "auto"
@@ -46,6 +48,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+        if self.bag_loss_weight < 0:
+            raise ValueError(f"bag_loss_weight must be >= 0, got {self.bag_loss_weight}")
         if any(not w > 0 for w in self.source_weights.values()):
             raise ValueError(f"source_weights must be positive, got {self.source_weights}")
         if self.scoring_tile_size is not None and (self.scoring_tile_size < 32 or self.scoring_tile_size % 32):

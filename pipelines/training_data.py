@@ -132,19 +132,22 @@ def default_augmentation() -> A.Compose:
 class TileSampleDataset(Dataset):
     """Random training crops: index ``i`` crops item ``i % len(items)`` at a random place.
 
-    Returns ``image`` (C, T, T) normalised, ``target`` (tile label), ``mask`` (1, T, T) and ``weight`` (1, T, T).
+    Returns ``image`` (C, T, T) normalised, ``target`` (tile label), ``mask`` (1, T, T), ``weight`` (1, T, T)
+    (where the mask is known) and ``bag`` (1, T, T): with ``bags``, the pixels of a crop known only to hold panels
+    somewhere (a positive presence label; panel-free presence items have a known empty mask).
     ``copy_paste`` (before the other augmentation) may paste panels onto crops with a known, empty mask.
     """
 
     def __init__(self, prepared: list[PreparedItem], tile_size: int, mean: list[float], std: list[float],
                  augment: A.Compose | None = None, positive_crop_rate: float = 0.6,
-                 copy_paste: CopyPaste | None = None) -> None:
+                 copy_paste: CopyPaste | None = None, bags: bool = False) -> None:
         self.prepared = prepared
         self.tile_size = tile_size
         self.mean, self.std = mean, std
         self.augment = augment
         self.positive_crop_rate = positive_crop_rate
         self.copy_paste = copy_paste
+        self.bags = bags
 
     def __len__(self) -> int:
         return len(self.prepared)
@@ -175,12 +178,13 @@ class TileSampleDataset(Dataset):
         if p.mask is not None:
             mask[:h, :w] = p.mask[y:y + t, x:x + t]
         weight = valid if p.mask is not None else np.zeros_like(valid)
+        bag = valid if p.mask is None and self.bags else np.zeros_like(valid)
         if self.copy_paste is not None and p.mask is not None:
             image, mask = self.copy_paste(image, mask, valid, rng)
         if self.augment is not None:
             self.augment.set_random_seed(int(rng.integers(2**31)))  # reproducible from the sample's seed
-            out = self.augment(image=image, masks=[mask, weight, valid])
-            image, (mask, weight, valid) = out["image"], out["masks"]
+            out = self.augment(image=image, masks=[mask, weight, valid, bag])
+            image, (mask, weight, valid, bag) = out["image"], out["masks"]
         has_panels = bool(mask.sum() >= MIN_PANEL_PIXELS) if p.mask is not None else p.has_panels
         chw = normalise(np.moveaxis(image, -1, 0), self.mean, self.std) * valid[None]
         return {
@@ -188,6 +192,7 @@ class TileSampleDataset(Dataset):
             "target": torch.tensor(float(has_panels)),
             "mask": torch.from_numpy(mask[None].astype(np.float32)),
             "weight": torch.from_numpy(weight[None].astype(np.float32)),
+            "bag": torch.from_numpy(bag[None].astype(np.float32)),
         }
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:

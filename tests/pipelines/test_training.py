@@ -94,7 +94,7 @@ class Interrupted(Exception):
 
 def test_resume_continues_exactly_where_it_stopped(catalog_dir, tmp_path, monkeypatch):
     config = {**TINY, "catalog": catalog_dir, "epochs": 2, "steps_per_epoch": 1, "mixup_rate": 0.5,
-              "copy_paste_rate": 0.5, "ema_decay": 0.9}
+              "copy_paste_rate": 0.5, "ema_decay": 0.9, "bag_loss_weight": 0.5}
     straight = train(TrainConfig.from_dict({**config, "out": tmp_path / "straight"}), progress=False)
 
     save = training._save_checkpoint
@@ -114,6 +114,7 @@ def test_resume_continues_exactly_where_it_stopped(catalog_dir, tmp_path, monkey
     assert resumed.state["step"] == straight.state["step"] == 2 and resumed.state["epoch"] == 2
     assert [r["step"] for r in _rows(tmp_path / "stopped")] == ["1", "2"]
     assert _rows(tmp_path / "stopped")[1]["loss"] == _rows(tmp_path / "straight")[1]["loss"]
+    assert any(float(r["bag_loss"]) > 0 for r in _rows(tmp_path / "straight"))  # the positive presence chip drawn
     for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
         torch.testing.assert_close(a, b, msg=name)
     saved = [torch.load(run / "last.pt", weights_only=True)["ema"] for run in (tmp_path / "straight", tmp_path / "stopped")]
