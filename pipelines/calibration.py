@@ -31,7 +31,8 @@ def choose_tile_threshold(labels: np.ndarray, probabilities: np.ndarray) -> tupl
     """(threshold, accuracy) of the tile threshold with the highest accuracy; (0.5, NaN) without both classes.
 
     The threshold is put halfway between the two neighbouring probabilities it separates, so it does not sit on
-    an item's own probability.
+    an item's own probability. Where several cuts tie for the best accuracy (a few hundred validation tiles tie
+    often), the middle one is taken (the lower of two middles), not an end of the range.
     """
     labels = np.asarray(labels).astype(bool)
     probabilities = np.asarray(probabilities, dtype=np.float64)
@@ -45,7 +46,8 @@ def choose_tile_threshold(labels: np.ndarray, probabilities: np.ndarray) -> tupl
     correct = negatives_below + positives_above
     distinct = np.concatenate([[True], p[1:] > p[:-1], [True]])  # a cut only between different probabilities
     correct = np.where(distinct, correct, -1)
-    k = int(np.argmax(correct))
+    best = np.flatnonzero(correct == correct.max())
+    k = int(best[(len(best) - 1) // 2])
     low = p[k - 1] if k > 0 else 0.0
     high = p[k] if k < len(p) else 1.0
     return float((low + high) / 2), float(correct[k] / len(p))

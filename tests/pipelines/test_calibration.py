@@ -41,10 +41,13 @@ def test_tile_threshold_is_the_accuracy_optimum_halfway_between_neighbours():
     labels = np.array([0, 0, 1, 0, 1, 1])
     probabilities = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.9])
     threshold, accuracy = choose_tile_threshold(labels, probabilities)
-    # Cuts between 0.4 and 0.6 (5 of 6 right) and between 0.2 and 0.3 (5 of 6) tie; the first is kept.
+    # Cuts between 0.2 and 0.3 (5 of 6 right) and between 0.4 and 0.6 (5 of 6) tie; of two, the lower is kept.
     assert accuracy == pytest.approx(5 / 6)
     assert threshold == pytest.approx(0.25)
     assert choose_tile_threshold(np.array([0, 1]), np.array([0.2, 0.7])) == (pytest.approx(0.45), 1.0)
+    # Three cuts tie at 5 of 7 (between 0.1/0.2, 0.3/0.4 and 0.5/0.6): the middle one.
+    threshold, accuracy = choose_tile_threshold(np.array([0, 1, 0, 1, 0, 1, 1]), np.arange(1, 8) / 10)
+    assert (threshold, accuracy) == (pytest.approx(0.35), pytest.approx(5 / 7))
 
 
 def test_tile_threshold_needs_both_classes_and_never_cuts_between_equal_probabilities():
