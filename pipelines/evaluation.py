@@ -13,7 +13,9 @@ import numpy as np
 from data_catalog import Catalog
 from models import load_bundle, read_metadata
 from pipelines.metrics import AreaCounter, ObjectCounter
+from pipelines.predictors import GATE_FRACTION
 from pipelines.runtime import Runtime
+from pipelines.scoring import ScoreOptions
 from pipelines.training_data import PreparedItem, has_reliable_label, prepare_items
 from pipelines.validation import predict_prepared, score_predictions
 
@@ -53,19 +55,24 @@ def evaluate(catalog_dir: Path, bundle_path: Path, split: str = "test", device: 
     return {
         "model": str(bundle_path), "split": split, "data_version": meta.data_version, "items": len(prepared),
         "thresholds": dict(meta.thresholds),
-        "metrics": score_items(prepared, predictions, meta.thresholds["tile"], meta.thresholds["pixel"]),
+        "metrics": score_items(prepared, predictions, meta.thresholds["tile"], meta.thresholds["pixel"],
+                               outline_min_pixels=ScoreOptions().min_area_m2 / meta.gsd_m**2),
     }
 
 
 def score_items(prepared: list[PreparedItem], predictions: list[tuple[float, np.ndarray]],
-                tile_threshold: float, pixel_threshold: float) -> dict[str, float]:
+                tile_threshold: float, pixel_threshold: float, outline_min_pixels: float = 1.0) -> dict[str, float]:
     """Validation's tile and pixel metrics plus, over items with drawn labels, object precision/recall/F1 at
-    IoU >= 0.5 and the relative panel-area error |predicted - true| / true; and, for weak registry
-    positives, the tile recall (``weak_positive_recall``)."""
+    IoU >= 0.5 and the relative panel-area error |predicted - true| / true; for weak registry positives, the
+    tile recall (``weak_positive_recall``); and, over items with only a presence label, how well panel outlines
+    alone find them (``outline_recall`` / ``outline_precision``): an item is outlined when it passes scoring's
+    classifier gate and at least ``outline_min_pixels`` of its pixels reach the pixel threshold (scoring drops
+    smaller polygons)."""
     metrics = score_predictions(prepared, predictions, tile_threshold, pixel_threshold)
     objects: dict[str, ObjectCounter] = defaultdict(lambda: ObjectCounter(OBJECT_MIN_IOU))
     areas: dict[str, AreaCounter] = defaultdict(AreaCounter)
     weak: dict[str, list[bool]] = defaultdict(list)
+    outlines: dict[str, list[tuple[bool, bool]]] = defaultdict(list)  # (has panels, outlined)
     for p, (tile_prob, pixel_prob) in zip(prepared, predictions):
         keys = ("all", p.item.source)
         if p.item.label_kind != "presence":
@@ -73,8 +80,12 @@ def score_items(prepared: list[PreparedItem], predictions: list[tuple[float, np.
             for key in keys:
                 objects[key].update(p.mask, predicted)
                 areas[key].update(p.mask, predicted)
-        elif p.has_panels and "registry_first_operation" in p.item.properties:
-            for key in keys:
+            continue
+        outlined = bool(tile_prob >= tile_threshold * GATE_FRACTION
+                        and np.count_nonzero(pixel_prob >= pixel_threshold) >= outline_min_pixels)
+        for key in keys:
+            outlines[key].append((p.has_panels, outlined))
+            if p.has_panels and "registry_first_operation" in p.item.properties:
                 weak[key].append(tile_prob >= tile_threshold)
     for key, counter in objects.items():
         prefix = "" if key == "all" else f"{key}/"
@@ -82,6 +93,11 @@ def score_items(prepared: list[PreparedItem], predictions: list[tuple[float, np.
         metrics[f"{prefix}panel_area_relative_error"] = areas[key].relative_error()
     for key, found in weak.items():
         metrics[f"{'' if key == 'all' else key + '/'}weak_positive_recall"] = float(np.mean(found))
+    for key, pairs in outlines.items():
+        prefix = "" if key == "all" else f"{key}/"
+        truth, outlined = np.array(pairs).T
+        metrics[f"{prefix}outline_recall"] = float(outlined[truth].mean()) if truth.any() else math.nan
+        metrics[f"{prefix}outline_precision"] = float(truth[outlined].mean()) if outlined.any() else math.nan
     return metrics
 
 

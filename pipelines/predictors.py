@@ -23,6 +23,9 @@ from pipelines.timing import stage
 log = logging.getLogger(__name__)
 
 DEFAULT_BUNDLE_NAME = "solarscan-res2netplus50.safetensors"
+# The decoder runs on tiles whose panel probability reaches this fraction of the bundle's tile threshold, so the
+# gate only skips tiles the classifier is sure about.
+GATE_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -70,9 +73,8 @@ class ModelPredictor:
         self._encode = self.model.encode
         self._encode_size: int | None = None  # the tile size ``_encode`` was compiled for; None: eager
         self.gate = gate
-        # Below the tile decision threshold, so the gate only skips tiles the classifier is sure about.
         self.gate_threshold = (
-            self.metadata.thresholds["tile"] / 2 if gate_threshold is None else gate_threshold
+            self.metadata.thresholds["tile"] * GATE_FRACTION if gate_threshold is None else gate_threshold
         )
         stem = bundle.path.stem if bundle.path else self.metadata.architecture
         self.name = f"{stem} ({self.metadata.architecture} {self.metadata.package_version})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,21 @@ def test_score_items_per_source_with_weak_positives():
     assert metrics["weak_positive_recall"] == 0.5
     assert metrics["pixel_iou"] == 1.0 and metrics["object_f1"] == 1.0 and metrics["panel_area_relative_error"] == 0
     assert "bern/object_f1" not in metrics and metrics["a/object_recall"] == 1.0
+    assert metrics["bern/outline_recall"] == 0.0 and math.isnan(metrics["bern/outline_precision"])
     table = format_table({"model": "m.safetensors", "split": "test", "items": 4, "data_version": "v",
                           "metrics": metrics})
     assert "weak_positive_recall" in table and "bern" in table.splitlines()[1]
+
+
+def test_outlines_count_where_the_gate_passes_and_enough_pixels_reach_the_threshold():
+    image, panel = np.zeros((8, 8, 3), np.float16), np.zeros((8, 8), np.float32)
+    panel[:2, :3] = 0.9  # 6 pixels over the threshold
+    prepared = [PreparedItem(_item(n, "presence", truth), image, None if truth else np.zeros((8, 8), np.uint8), truth)
+                for n, truth in (("a", True), ("b", True), ("c", True), ("d", False))]
+    # a: outlined; b: its pixels, but the classifier (0.2 < half of 0.5) gates the decoder off; c: no pixels;
+    # d: a panel-free tile outlined.
+    predictions = [(0.3, panel), (0.2, panel), (0.9, np.zeros((8, 8))), (0.9, panel)]
+    metrics = score_items(prepared, predictions, tile_threshold=0.5, pixel_threshold=0.5, outline_min_pixels=6)
+    assert metrics["outline_recall"] == pytest.approx(1 / 3) and metrics["outline_precision"] == 0.5
+    strict = score_items(prepared, predictions, tile_threshold=0.5, pixel_threshold=0.5, outline_min_pixels=7)
+    assert strict["outline_recall"] == 0.0 and math.isnan(strict["outline_precision"])
