@@ -69,6 +69,9 @@ def evaluate(
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
+    as_scored: Annotated[bool, typer.Option(
+        "--as-scored", help="Also score each item with a drawn label as `solarscan score` does (tiled, blended, "
+                            "gated) and judge those masks (scored_pixel_iou, scored_panel_area_relative_error).")] = False,
 ) -> None:
     """Tile, pixel, panel-object and area metrics of a bundle on a catalog split, per source."""
     from data_catalog import CatalogError
@@ -78,7 +81,7 @@ def evaluate(
 
     _check_split(split)
     try:
-        report = run(catalog, model, split, device=device, precision=precision)
+        report = run(catalog, model, split, device=device, precision=precision, as_scored=as_scored)
     except (CatalogError, ModelError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

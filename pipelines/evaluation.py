@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
 
-from data_catalog import Catalog
+from data_catalog import Catalog, LabelledItem
+from data_catalog.labels import load_mask
 from models import load_bundle, read_metadata
-from pipelines.metrics import AreaCounter, ObjectCounter
-from pipelines.predictors import GATE_FRACTION
+from pipelines.metrics import AreaCounter, ObjectCounter, PixelCounter
+from pipelines.predictors import GATE_FRACTION, Predictor, load_predictor
 from pipelines.runtime import Runtime
-from pipelines.scoring import ScoreOptions
+from pipelines.scoring import ScoreOptions, score
 from pipelines.training_data import PreparedItem, has_reliable_label, prepare_items
 from pipelines.validation import predict_prepared, score_predictions
+from pipelines.vectorising import panel_pixels
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +48,54 @@ def predict_split(catalog_dir: Path, bundle_path: Path, split: str, device: str 
 
 
 def evaluate(catalog_dir: Path, bundle_path: Path, split: str = "test", device: str = "auto",
-             precision: str = "auto") -> dict[str, Any]:
+             precision: str = "auto", as_scored: bool = False) -> dict[str, Any]:
     """Score every reliably labelled item of ``split`` with the bundle at its own thresholds.
 
     Returns ``{"model", "split", "data_version", "items", "thresholds", "metrics"}``; ``metrics`` keys are
-    ``<group>_<name>`` overall and ``<source>/<group>_<name>`` per source (see :func:`score_items`).
+    ``<group>_<name>`` overall and ``<source>/<group>_<name>`` per source (see :func:`score_items`), and with
+    ``as_scored`` those of :func:`scored_pixel_metrics` too.
     """
     meta = read_metadata(bundle_path)
     prepared, predictions = predict_split(catalog_dir, bundle_path, split, device, precision)
+    metrics = score_items(prepared, predictions, meta.thresholds["tile"], meta.thresholds["pixel"],
+                          outline_min_pixels=ScoreOptions().min_area_m2 / meta.gsd_m**2)
+    if as_scored:
+        drawn = [p.item for p in prepared if p.item.label_kind != "presence"]
+        metrics.update(scored_pixel_metrics(drawn, load_predictor(bundle_path, device, precision)))
     return {
         "model": str(bundle_path), "split": split, "data_version": meta.data_version, "items": len(prepared),
-        "thresholds": dict(meta.thresholds),
-        "metrics": score_items(prepared, predictions, meta.thresholds["tile"], meta.thresholds["pixel"],
-                               outline_min_pixels=ScoreOptions().min_area_m2 / meta.gsd_m**2),
+        "thresholds": dict(meta.thresholds), "metrics": metrics,
     }
+
+
+def scored_pixel_metrics(items: list[LabelledItem], predictor: Predictor) -> dict[str, float]:
+    """Pixel IoU and panel-area error of what ``solarscan score`` makes of each item with a drawn label (tiled,
+    blended, gated, at the bundle's pixel threshold, on the item's own grid), overall and per source:
+    ``scored_pixel_iou`` and ``scored_panel_area_relative_error``. Items without a CRS are scored at their
+    catalog ground sample distance."""
+    pixels: dict[str, PixelCounter] = defaultdict(PixelCounter)
+    areas: dict[str, AreaCounter] = defaultdict(AreaCounter)
+    threshold = predictor.metadata.thresholds["pixel"]
+    with tempfile.TemporaryDirectory(prefix="solarscan-evaluate-") as work:
+        for k, item in enumerate(items):
+            masks = Path(work) / str(k)  # one folder per item: two items may share a file name
+            options = ScoreOptions(masks_dir=masks, gsd_m=item.gsd_m, resume=False, progress=False)
+            summary = score([item.image_path], Path(work) / f"{k}.geojson", options, predictor)
+            if summary.failures:
+                raise ValueError(f"{item.id}: scoring failed: {next(iter(summary.failures.values()))}")
+            mask_path = next(p for p in masks.iterdir() if p.stem == item.image_path.stem)
+            with rasterio.open(mask_path) as src:
+                predicted = panel_pixels(src.read(1), threshold)
+            truth = load_mask(item)
+            for key in ("all", item.source):
+                pixels[key].update(truth, predicted)
+                areas[key].update(truth, predicted)
+    metrics: dict[str, float] = {}
+    for key, counter in pixels.items():
+        prefix = "" if key == "all" else f"{key}/"
+        metrics[f"{prefix}scored_pixel_iou"] = counter.scores()["iou"]
+        metrics[f"{prefix}scored_panel_area_relative_error"] = areas[key].relative_error()
+    return metrics
 
 
 def score_items(prepared: list[PreparedItem], predictions: list[tuple[float, np.ndarray]],

@@ -48,6 +48,11 @@ class PixelPolygons:
         )
 
 
+def panel_pixels(probability: np.ndarray, threshold: float) -> np.ndarray:
+    """Where a uint8 probability raster (0-255, as scoring writes it) reaches ``threshold``: the panel pixels."""
+    return probability >= np.uint8(np.ceil(threshold * 255))
+
+
 class StripVectoriser:
     """Collects the panel polygons of consecutive row strips of one scene, to be joined across seams afterwards."""
 
@@ -58,7 +63,7 @@ class StripVectoriser:
     @timed("vectorise")
     def add(self, row: int, probability: np.ndarray) -> None:
         """Vectorise a uint8 probability strip whose first row is source row ``row``."""
-        panel = probability >= np.uint8(np.ceil(self.threshold * 255))
+        panel = panel_pixels(probability, self.threshold)
         labels, count = ndimage.label(panel, structure=_FOUR_CONNECTED)
         if count == 0:
             return

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.scenes import DarkBluePredictor
+from fixtures.training_catalog import write_training_catalog
 
-from data_catalog import LabelledItem
-from pipelines.evaluation import format_table, score_items
+from data_catalog import Catalog, LabelledItem
+from pipelines.evaluation import format_table, score_items, scored_pixel_metrics
 from pipelines.metrics import AreaCounter, ObjectCounter, object_iou, tile_metrics
 from pipelines.training_data import PreparedItem
 
@@ -92,3 +95,20 @@ def test_outlines_count_where_the_gate_passes_and_enough_pixels_reach_the_thresh
     assert metrics["outline_recall"] == pytest.approx(1 / 3) and metrics["outline_precision"] == 0.5
     strict = score_items(prepared, predictions, tile_threshold=0.5, pixel_threshold=0.5, outline_min_pixels=7)
     assert strict["outline_recall"] == 0.0 and math.isnan(strict["outline_precision"])
+
+
+def test_scored_masks_are_judged_on_each_items_own_grid(tmp_path):
+    catalog = write_training_catalog(tmp_path / "chips")
+    drawn = [i for i in Catalog.open(catalog.directory).items("test") if i.label_kind != "presence"]
+    assert len(drawn) == 2 and any(i.has_panels for i in drawn) and not all(i.has_panels for i in drawn)
+    metrics = scored_pixel_metrics(drawn, DarkBluePredictor())
+    assert metrics["scored_pixel_iou"] == 1.0 and metrics["scored_panel_area_relative_error"] == 0.0
+    assert metrics["fixture/scored_pixel_iou"] == 1.0
+
+    class Blind(DarkBluePredictor):
+        def predict(self, batch):
+            scores = super().predict(batch)
+            return dataclasses.replace(scores, pixel_probability=np.zeros_like(scores.pixel_probability))
+
+    blind = scored_pixel_metrics(drawn, Blind())
+    assert blind["scored_pixel_iou"] == 0.0 and blind["scored_panel_area_relative_error"] == 1.0

@@ -67,12 +67,13 @@ def test_cli_train_lowers_loss_and_writes_a_bundle_that_score_and_evaluate_use(c
 
     report_path = tmp_path / "report.json"
     evaluated = CliRunner().invoke(cli, ["evaluate", "--catalog", str(catalog_dir), "--model",
-                                         str(run / "best.safetensors"), "--json", str(report_path)])
+                                         str(run / "best.safetensors"), "--json", str(report_path), "--as-scored"])
     assert evaluated.exit_code == 0, evaluated.output
     report = json.loads(report_path.read_text())
     assert report["items"] == 4  # the 2021 registry positive is left out
     assert {"tile_f1", "tile_roc_auc", "pixel_iou", "object_f1", "panel_area_relative_error",
-            "bern/weak_positive_recall"} <= set(report["metrics"])
+            "bern/weak_positive_recall", "scored_pixel_iou", "fixture/scored_panel_area_relative_error",
+            "outline_recall"} <= set(report["metrics"])
     assert "object_f1" in evaluated.output and "bern" in evaluated.output
 
 
