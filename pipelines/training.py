@@ -122,7 +122,9 @@ def detection_loss(output, batch: dict[str, torch.Tensor], pixel_weight: float,
         share = bag.flatten(1).amax(1)  # how much of each (possibly MixUp-blended) crop is a bag
         chosen = share > 0
         inside = logits.flatten(1)[chosen].masked_fill(bag.flatten(1)[chosen] <= 0, -torch.inf)
-        top = inside.topk(BAG_TOP_PIXELS, dim=1).values.mean(1)
+        values = inside.topk(min(BAG_TOP_PIXELS, inside.shape[1]), dim=1).values
+        found = torch.isfinite(values)  # a bag of fewer pixels than that averages the pixels it has
+        top = values.where(found, 0.0).sum(1) / found.sum(1)
         bags = F.binary_cross_entropy_with_logits(top, torch.ones_like(top), reduction="none")
         bag_loss = (bags * share[chosen]).sum() / share[chosen].sum()
     total = tile + pixel_weight * (pixel + bag_weight * bag_loss)

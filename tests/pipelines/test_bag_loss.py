@@ -55,6 +55,10 @@ def test_a_bag_is_satisfied_by_a_few_confident_pixels_inside_it_and_nothing_else
     for logits in (outside, elsewhere):
         assert _bag_loss(logits, bag)[0] == pytest.approx(8.0, abs=1e-3)
     assert _bag_loss(single, bag)[0] == pytest.approx(7.0, abs=1e-3)  # one pixel: the mean of the top 16 is -7
+    tiny = torch.zeros(1, 1, 32, 32)
+    tiny[0, 0, :2, :2] = 1  # a bag of 4 pixels: their mean, not 12 missing ones
+    assert _bag_loss(torch.full((1, 1, 32, 32), 2.0), tiny)[0] == pytest.approx(float(
+        torch.nn.functional.softplus(torch.tensor(-2.0))))
     bag_loss, total = _bag_loss(outside, bag, weight=0.0)
     assert bag_loss == 0.0 and total == pytest.approx(np.log(2.0))  # only the tile term is left
 
