@@ -13,6 +13,7 @@ from rasterio.enums import Resampling
 from shapely import get_coordinates
 
 from pipelines.export import atomic_path
+from pipelines.vectorising import panel_pixels
 
 DISPLAY_PX = 256  # longest side of each thumbnail
 
@@ -61,7 +62,7 @@ def render_contact_sheet(
         elif transform is None and masks_dir is not None and (masks_dir / f"{path.stem}.png").exists():
             with rasterio.open(masks_dir / f"{path.stem}.png") as src:
                 mask = src.read(1, out_shape=rgb.shape[:2], resampling=Resampling.bilinear)
-            if mask.max() >= threshold * 255:
+            if panel_pixels(mask, threshold).any():
                 ax.contour(mask, levels=[threshold * 255], colors="#ff2d2d", linewidths=1.5)
         probability = (tile_probabilities or {}).get(str(path))
         title = path.name if probability is None else f"{path.name}\npanel probability {probability:.2f}"
