@@ -75,21 +75,28 @@ class _Encoder(nn.Module):
         return self.model.encode(x)
 
 
-def package_key(model: PanelNet, example: torch.Tensor) -> str:
-    """What a compiled encoder depends on: the weights, the input's shape, dtype, layout and device, this torch
-    and the CPU's vector instructions."""
+def encoder_digest(model: PanelNet) -> str:
+    """A digest of the encoder's weights (names, shapes, dtypes and values): hashing them reads every weight,
+    so a caller that plans many jobs for one model keeps it."""
     digest = hashlib.sha256()
     for name, tensor in model.encoder.state_dict().items():
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def package_key(weights: str, example: torch.Tensor) -> str:
+    """What a compiled encoder depends on: the weights (``encoder_digest``), the input's shape, dtype, layout and
+    device, this torch and the CPU's vector instructions."""
+    digest = hashlib.sha256(weights.encode())
     digest.update(f"{tuple(example.shape)}:{example.dtype}:{_layout(example)}:{example.device}".encode())
     digest.update(f"{torch.__version__}:{torch.backends.cpu.get_cpu_capability()}".encode())
     return digest.hexdigest()[:24]
 
 
-def package_path(model: PanelNet, example: torch.Tensor) -> Path:
-    """Where the compiled encoder for ``model`` and inputs like ``example`` is kept."""
-    return user_cache_dir() / "compiled" / f"encoder-{package_key(model, example)}.pt2"
+def package_path(weights: str, example: torch.Tensor) -> Path:
+    """Where the compiled encoder for weights with digest ``weights`` and inputs like ``example`` is kept."""
+    return user_cache_dir() / "compiled" / f"encoder-{package_key(weights, example)}.pt2"
 
 
 def compiled_encoder(model: PanelNet, example: torch.Tensor, path: Path | None = None) -> Encoder:
@@ -99,11 +106,11 @@ def compiled_encoder(model: PanelNet, example: torch.Tensor, path: Path | None =
     The encoder's Mish is switched (in place) to the single-exponential formulation, which inductor fuses into
     one vectorised pass with the scale, shift and residual add around it. Compiling takes tens of seconds;
     loading a compiled package takes well under one. ``path``: the package's ``package_path`` when the caller
-    already has it (it hashes every weight).
+    already has it (finding it hashes every weight).
     """
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(user_cache_dir() / "inductor"))
     uses_fast_mish(model.encoder)
-    path = path or package_path(model, example)
+    path = path or package_path(encoder_digest(model), example)
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         log.info("compiling the encoder for %s batches (once per model and machine) into %s",

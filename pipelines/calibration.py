@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from models import read_metadata, rewrite_metadata
+from models import load_bundle, rewrite_metadata
 from pipelines.metrics import PixelCounter
+from pipelines.runtime import Runtime
 from pipelines.training_data import PreparedItem
 
 PIXEL_CANDIDATES = np.round(np.arange(0.05, 0.96, 0.05), 2)
@@ -95,9 +96,10 @@ def calibrate(catalog_dir: Path, bundle_path: Path, split: str = "val", tune_pix
     """
     from pipelines.evaluation import predict_split
 
-    prepared, predictions = predict_split(catalog_dir, bundle_path, split, device, precision)
+    bundle = load_bundle(bundle_path)
+    prepared, predictions = predict_split(catalog_dir, bundle, split, Runtime.resolve(device, precision))
     chosen = calibrate_predictions(prepared, predictions, tune_pixel)
-    metadata = read_metadata(bundle_path)
+    metadata = bundle.metadata
     metadata.thresholds = {**metadata.thresholds, **chosen["thresholds"]}
     report = {"model": str(bundle_path), "split": split, "items": len(prepared), **chosen}
     metadata.metrics = {**metadata.metrics, "calibration": {k: v for k, v in report.items() if k != "model"}}

@@ -14,9 +14,9 @@ import rasterio
 
 from data_catalog import Catalog, LabelledItem
 from data_catalog.labels import load_mask
-from models import load_bundle, read_metadata
+from models import Bundle, load_bundle
 from pipelines.metrics import AreaCounter, ObjectCounter, PixelCounter
-from pipelines.predictors import GATE_FRACTION, Predictor, load_predictor
+from pipelines.predictors import GATE_FRACTION, Predictor, predictor_for
 from pipelines.runtime import Runtime
 from pipelines.scoring import ScoreOptions, score
 from pipelines.training_data import PreparedItem, has_reliable_label, prepare_items
@@ -29,13 +29,11 @@ WEAK_POSITIVE_BEFORE_YEAR = 2020  # registry plants in operation before this yea
 OBJECT_MIN_IOU = 0.5
 
 
-def predict_split(catalog_dir: Path, bundle_path: Path, split: str, device: str = "auto",
-                  precision: str = "auto") -> tuple[list[PreparedItem], list[tuple[float, np.ndarray]]]:
+def predict_split(catalog_dir: Path, bundle: Bundle, split: str,
+                  runtime: Runtime) -> tuple[list[PreparedItem], list[tuple[float, np.ndarray]]]:
     """The reliably labelled items of ``split`` at the bundle's ground sample distance, and the bundle's
     (tile probability, pixel probability map) for each."""
-    bundle = load_bundle(bundle_path)
     meta = bundle.metadata
-    runtime = Runtime.resolve(device, precision)
     items = Catalog.open(catalog_dir).items(split)
     reliable = [i for i in items if has_reliable_label(i, WEAK_POSITIVE_BEFORE_YEAR - 1)]
     if len(reliable) < len(items):
@@ -55,13 +53,14 @@ def evaluate(catalog_dir: Path, bundle_path: Path, split: str = "test", device: 
     ``<group>_<name>`` overall and ``<source>/<group>_<name>`` per source (see :func:`score_items`), and with
     ``as_scored`` those of :func:`scored_pixel_metrics` too.
     """
-    meta = read_metadata(bundle_path)
-    prepared, predictions = predict_split(catalog_dir, bundle_path, split, device, precision)
+    bundle, runtime = load_bundle(bundle_path), Runtime.resolve(device, precision)
+    meta = bundle.metadata
+    prepared, predictions = predict_split(catalog_dir, bundle, split, runtime)
     metrics = score_items(prepared, predictions, meta.thresholds["tile"], meta.thresholds["pixel"],
                           outline_min_pixels=ScoreOptions().min_area_m2 / meta.gsd_m**2)
     if as_scored:
         drawn = [p.item for p in prepared if p.item.label_kind != "presence"]
-        metrics.update(scored_pixel_metrics(drawn, load_predictor(bundle_path, device, precision)))
+        metrics.update(scored_pixel_metrics(drawn, predictor_for(bundle, runtime)))
     return {
         "model": str(bundle_path), "split": split, "data_version": meta.data_version, "items": len(prepared),
         "thresholds": dict(meta.thresholds), "metrics": metrics,

@@ -15,7 +15,13 @@ import torch
 
 import models
 from models import Bundle, BundleMetadata, BundleNotFoundError, ModelError, load_bundle
-from pipelines.acceleration import compile_pays, compiled_encoder, inference_copy, package_path
+from pipelines.acceleration import (
+    compile_pays,
+    compiled_encoder,
+    encoder_digest,
+    inference_copy,
+    package_path,
+)
 from pipelines.errors import ModelNotFoundError, ScoringConfigError
 from pipelines.runtime import Runtime
 from pipelines.timing import stage
@@ -71,7 +77,8 @@ class ModelPredictor:
         self.dtype = next(self.model.parameters()).dtype
         self.compile = compile
         self._encode = self.model.encode
-        self._encode_size: int | None = None  # the tile size ``_encode`` was compiled for; None: eager
+        self._encode_shape: tuple[int, ...] | None = None  # the batch shape ``_encode`` was compiled for; None: eager
+        self._weights: str | None = None  # ``encoder_digest`` of the model, once a job has needed it
         self.gate = gate
         self.gate_threshold = (
             self.metadata.thresholds["tile"] * GATE_FRACTION if gate_threshold is None else gate_threshold
@@ -81,7 +88,7 @@ class ModelPredictor:
 
     def __getstate__(self) -> dict:
         """Pickled (e.g. for other processes) without a compiled encoder, which each process makes for itself."""
-        return {**self.__dict__, "_encode": None, "_encode_size": None}
+        return {**self.__dict__, "_encode": None, "_encode_shape": None}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -100,14 +107,17 @@ class ModelPredictor:
             return
         # A job of fewer tiles than a batch gets batches of its own size: padding them would waste the compute.
         shape = (min(batch_size, count), len(self.metadata.bands), size, size)
+        if shape == self._encode_shape:
+            return
         example = self.runtime.to_input(torch.zeros(shape)).to(self.dtype)
-        package = package_path(self.model, example)
+        self._weights = self._weights or encoder_digest(self.model)
+        package = package_path(self._weights, example)
         if not compile_pays(self.compile, pixels, self.runtime, package.is_file()):
             return
         try:
             with stage("compile"):
                 self._encode = compiled_encoder(self.model, example, package)
-                self._encode_size = size
+                self._encode_shape = shape
         except Exception as exc:  # noqa: BLE001 (any compiler failure must leave scoring to the eager model)
             log.warning("compiling the encoder failed, scoring with the eager model: %s", exc)
 
@@ -119,7 +129,8 @@ class ModelPredictor:
         n, _, h, w = batch.shape
         with torch.inference_mode(), self.runtime.autocast():
             x = self.runtime.to_input(torch.from_numpy(batch)).to(self.dtype)
-            encode = self.model.encode if self._encode_size not in (None, h) else self._encode  # tiles are square
+            compiled = self._encode_shape is not None and n <= self._encode_shape[0] and h == self._encode_shape[-1]
+            encode = self._encode if compiled else self.model.encode  # tiles are square
             features = encode(x)
             tile = torch.sigmoid(self.model.classify(features).float())
             chosen = tile >= self.gate_threshold if self.gate else torch.ones_like(tile, dtype=torch.bool)
@@ -161,9 +172,16 @@ def load_predictor(
         raise ModelNotFoundError(str(exc)) from None
     except (ModelError, ValueError) as exc:
         raise ScoringConfigError(str(exc)) from None
+    return predictor_for(bundle, runtime, gate=gate, gate_threshold=gate_threshold, compile=compile)
+
+
+def predictor_for(bundle: Bundle, runtime: Runtime, gate: bool = True, gate_threshold: float | None = None,
+                  compile: str = "auto") -> ModelPredictor:
+    """A loaded bundle as a predictor; it must hold a PanelNet detector."""
     if not isinstance(bundle.model, models.PanelNet):
+        where = bundle.path or "bundle"
         raise ScoringConfigError(
-            f"{path}: bundle holds a {bundle.metadata.architecture!r} model, not a PanelNet detector; "
+            f"{where}: bundle holds a {bundle.metadata.architecture!r} model, not a PanelNet detector; "
             "pass a detector bundle"
         )
     return ModelPredictor(bundle, runtime, gate=gate, gate_threshold=gate_threshold, compile=compile)

@@ -15,7 +15,13 @@ import models
 from models import Res2Net
 from models.fusion import fuse_for_inference, mish
 from pipelines import predictors
-from pipelines.acceleration import COMPILE_MIN_PIXELS, compile_pays, compiled_encoder, package_path
+from pipelines.acceleration import (
+    COMPILE_MIN_PIXELS,
+    compile_pays,
+    compiled_encoder,
+    encoder_digest,
+    package_path,
+)
 from pipelines.predictors import ModelPredictor
 from pipelines.runtime import Runtime
 from pipelines.scoring import ScoreOptions, score
@@ -121,9 +127,9 @@ def test_compiled_encoder_matches_eager_and_is_kept_for_later_jobs(tmp_path, mon
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     model = _tiny_detector(2)
     example = torch.zeros(3, 3, 64, 64)
-    assert not package_path(model, example).exists()
+    assert not package_path(encoder_digest(model), example).exists()
     encode = compiled_encoder(model, example)
-    package = package_path(model, example)
+    package = package_path(encoder_digest(model), example)
     assert package.is_file() and package.is_relative_to(tmp_path / "solarscan" / "compiled")
     for n in (3, 2):
         x = torch.randn(n, 3, 64, 64)
@@ -139,8 +145,8 @@ def test_compiled_encoder_matches_eager_and_is_kept_for_later_jobs(tmp_path, mon
     x = torch.randn(3, 3, 64, 64)
     with torch.inference_mode():
         assert all(torch.equal(a, b) for a, b in zip(encode(x), again(x)))
-    assert package_path(model, torch.zeros(4, 3, 64, 64)) != package
-    assert package_path(_tiny_detector(3), example) != package
+    assert package_path(encoder_digest(model), torch.zeros(4, 3, 64, 64)) != package
+    assert package_path(encoder_digest(_tiny_detector(3)), example) != package
 
 
 def test_a_cached_package_counts_for_any_job_size_where_compiling_pays():
@@ -172,10 +178,12 @@ def test_the_compiled_encoder_serves_its_own_tile_size_and_other_sizes_run_eager
         calls.append(tuple(x.shape[-2:]))
         return predictor.model.encode(x)
 
-    predictor._encode, predictor._encode_size = compiled, 64  # as ``plan`` leaves it after compiling for 64 px
+    predictor._encode, predictor._encode_shape = compiled, (2, 3, 64, 64)  # as ``plan`` leaves it for 64 px
     predictor.predict(torch.zeros(2, 3, 64, 64).numpy())
+    predictor.predict(torch.zeros(1, 3, 64, 64).numpy())
     scores = predictor.predict(torch.zeros(2, 3, 128, 128).numpy())
-    assert calls == [(64, 64)] and scores.pixel_probability.shape == (2, 128, 128)
+    predictor.predict(torch.zeros(3, 3, 64, 64).numpy())  # a bigger batch than it was compiled for
+    assert calls == [(64, 64)] * 2 and scores.pixel_probability.shape == (2, 128, 128)
 
 
 def test_a_job_plans_for_the_tile_size_with_the_most_pixels(monkeypatch, detector):
@@ -183,4 +191,14 @@ def test_a_job_plans_for_the_tile_size_with_the_most_pixels(monkeypatch, detecto
     shapes = []
     monkeypatch.setattr(predictors, "compiled_encoder", lambda model, example, path: shapes.append(example.shape))
     predictor.plan(tiles={64: 30, 128: 10}, batch_size=4)  # 10 tiles of 128 px hold more pixels than 30 of 64
-    assert shapes == [(4, 3, 128, 128)] and predictor._encode_size == 128
+    assert shapes == [(4, 3, 128, 128)] and predictor._encode_shape == (4, 3, 128, 128)
+
+
+def test_a_second_job_of_the_same_shape_keeps_the_compiled_encoder(monkeypatch, detector):
+    predictor = fp32_predictor(detector, compile="on")
+    shapes, digests = [], []
+    monkeypatch.setattr(predictors, "compiled_encoder", lambda model, example, path: shapes.append(example.shape))
+    monkeypatch.setattr(predictors, "encoder_digest", lambda model: digests.append(1) or "digest")
+    for tiles in ({128: 10}, {128: 12}, {128: 3}):
+        predictor.plan(tiles=tiles, batch_size=4)
+    assert shapes == [(4, 3, 128, 128), (3, 3, 128, 128)] and digests == [1]
