@@ -22,7 +22,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.warp import calculate_default_transform, reproject
 
 from pipelines.errors import BandLayoutError, MissingGeoreferenceError, SceneReadError
-from pipelines.scenes import select_bands
+from pipelines.scenes import palette_colours, select_bands
 
 WEB_MERCATOR = "EPSG:3857"
 MAX_SIZE = 1024  # longest side of a quicklook, pixels
@@ -74,15 +74,20 @@ def render(path: Path, max_size: int = MAX_SIZE) -> Quicklook:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path) as src:
                 grid = overlay_grid(src, max_size)
-                try:
-                    bands = select_bands(path, src.colorinterp, src.descriptions, ["red", "green", "blue"])
-                except BandLayoutError:
-                    bands = (1, 1, 1)
                 # Decimated read at about the quicklook's resolution, then warped onto its grid.
                 factor = max(1.0, min(src.width / grid.width, src.height / grid.height))
                 shape = (max(1, round(src.height / factor)), max(1, round(src.width / factor)))
-                pixels = src.read(list(bands), out_shape=(3, *shape), resampling=Resampling.average)
                 valid = src.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
+                colours = palette_colours(src)
+                if colours is not None:  # colour-map indexes are categories: nearest, then looked up
+                    entries = colours[src.read(1, out_shape=shape, resampling=Resampling.nearest)]
+                    pixels, valid = np.moveaxis(entries[..., :3], -1, 0), valid & (entries[..., 3] > 0)
+                else:
+                    try:
+                        bands = select_bands(path, src.colorinterp, src.descriptions, ["red", "green", "blue"])
+                    except BandLayoutError:
+                        bands = (1, 1, 1)
+                    pixels = src.read(list(bands), out_shape=(3, *shape), resampling=Resampling.average)
                 read_transform = src.transform @ Affine.scale(src.width / shape[1], src.height / shape[0])
                 crs = src.crs
     except RasterioError as exc:

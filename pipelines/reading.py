@@ -72,19 +72,25 @@ class SceneReader:
         self, window: Window, out_shape: tuple[int, int], resampling: Resampling
     ) -> tuple[np.ndarray, np.ndarray]:
         """Bands in model order and their all-bands validity (nodata, alpha, NaN) over a source window."""
+        palette = self.scene.palette
         indexes = list(self.scene.band_indexes)
         shape = (len(indexes), *out_shape)
         try:
             dataset = self._dataset()
             with stage("read"):
-                pixels = dataset.read(indexes, window=window, out_shape=shape, resampling=resampling)
+                # Colour-map indexes are categories: they are resampled by nearest neighbour, then looked up.
+                pixels = dataset.read(indexes, window=window, out_shape=shape,
+                                      resampling=resampling if palette is None else Resampling.nearest)
                 masks = dataset.read_masks(indexes, window=window, out_shape=shape, resampling=Resampling.nearest)
         except RasterioError as exc:
             raise SceneReadError(
                 f"{self.scene.path}: reading pixels {window} failed ({exc}); the file may be truncated or corrupt"
             ) from None
         valid = (masks > 0).all(axis=0)
-        if np.issubdtype(pixels.dtype, np.floating):
+        if palette is not None:
+            entries = palette[pixels[0]]
+            pixels, valid = np.moveaxis(entries[..., :-1], -1, 0), valid & (entries[..., -1] > 0)
+        elif np.issubdtype(pixels.dtype, np.floating):
             valid &= np.isfinite(pixels).all(axis=0)
         return pixels, valid
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,8 @@ class Scene:
     nodata: float | None
     gsd_m: tuple[float, float]  # ground metres per pixel along x and y
     band_indexes: tuple[int, ...]  # 1-based source bands in the model's band order
+    # A colour-mapped raster's lookup: for each index, the model's bands in order, then alpha (0: transparent).
+    palette: np.ndarray | None = field(default=None, compare=False)
 
     @property
     def georeferenced(self) -> bool:
@@ -83,7 +85,11 @@ def open_scene(path: Path, bands: list[str], gsd_m: float | None = None) -> Scen
                         f"{path}: bands of type {sorted(set(src.dtypes))} are not supported; "
                         "convert to uint8, uint16, int16 or float32"
                     )
-                band_indexes = select_bands(path, src.colorinterp, src.descriptions, bands)
+                colours = palette_colours(src)
+                if colours is None:
+                    band_indexes, palette = select_bands(path, src.colorinterp, src.descriptions, bands), None
+                else:
+                    band_indexes, palette = (1,), colours[:, [*palette_components(path, bands), 3]]
                 if src.crs is not None:
                     crs = CRS.from_user_input(src.crs)
                     transform = src.transform
@@ -110,11 +116,36 @@ def open_scene(path: Path, bands: list[str], gsd_m: float | None = None) -> Scen
                     nodata=src.nodata,
                     gsd_m=gsd,
                     band_indexes=band_indexes,
+                    palette=palette,
                 )
     except RasterioError as exc:
         raise SceneReadError(
             f"{path}: cannot be opened as a raster ({exc}); check that the file is complete"
         ) from None
+
+
+def palette_colours(src: rasterio.DatasetReader) -> np.ndarray | None:
+    """The (entries, 4) RGBA lookup of a single-band colour-mapped raster (indexes its colour map lacks are
+    transparent), else None."""
+    if src.count != 1 or src.colorinterp[0] != ColorInterp.palette:
+        return None
+    lookup = np.zeros((256 if src.dtypes[0] == "uint8" else 65536, 4), np.uint8)
+    for index, rgba in src.colormap(1).items():
+        if index < len(lookup):
+            lookup[index] = rgba
+    return lookup
+
+
+def palette_components(path: Path, wanted: list[str]) -> list[int]:
+    """Columns of an RGBA palette lookup holding the ``wanted`` bands."""
+    rgb = ["red", "green", "blue"]
+    missing = [name for name in wanted if name.lower() not in rgb]
+    if missing:
+        raise BandLayoutError(
+            f"{path}: model needs bands {wanted} but the raster is colour-mapped (red, green, blue only) "
+            f"and has no {missing[0]!r}; provide a raster with those bands"
+        )
+    return [rgb.index(name.lower()) for name in wanted]
 
 
 def select_bands(

@@ -22,6 +22,7 @@ from data_catalog import LabelledItem
 from data_catalog.labels import load_mask
 from pipelines.copy_paste import CopyPaste
 from pipelines.normalisation import normalise, to_unit_range
+from pipelines.scenes import palette_colours
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +42,9 @@ class PreparedItem:
 def read_image_bands(path, bands: int) -> np.ndarray:
     """Read the first ``bands`` non-alpha bands of an image as (H, W, C) in [0, 1]."""
     with rasterio.open(path) as src:
-        if src.count == 1 and src.colorinterp[0] == ColorInterp.palette:
-            lookup = np.array([src.colormap(1).get(v, (0, 0, 0, 0))[:3] for v in range(256)], dtype=np.uint8)
-            return to_unit_range(lookup[src.read(1)])[..., :bands]
+        colours = palette_colours(src)
+        if colours is not None:
+            return to_unit_range(colours[src.read(1), :3])[..., :bands]
         indexes = [i for i, ci in zip(src.indexes, src.colorinterp) if ci != ColorInterp.alpha][:bands]
         if len(indexes) < bands:
             raise ValueError(f"{path}: has {len(indexes)} colour bands, the model needs {bands}")

@@ -26,8 +26,8 @@ def _pixel(picture: np.ndarray, bounds, crs: str, x: float, y: float) -> np.ndar
     return picture[row, col].astype(int)
 
 
-@pytest.mark.parametrize("crs", ["EPSG:32632", "EPSG:2056"])
-def test_panel_and_nodata_show_where_they_are(tmp_path, crs):
+@pytest.mark.parametrize(("crs", "layout"), [("EPSG:32632", "rgb"), ("EPSG:2056", "rgb"), ("EPSG:32632", "palette")])
+def test_panel_and_nodata_show_where_they_are(tmp_path, crs, layout):
     origin = (500_000.0, 5_300_000.0) if crs == "EPSG:32632" else (2_600_000.0, 1_200_000.0)
     spec = write_scene(
         tmp_path / "scene.tif",
@@ -38,6 +38,7 @@ def test_panel_and_nodata_show_where_they_are(tmp_path, crs):
         origin=origin,
         nodata=0,
         nodata_box=(150, 200, 200, 300),
+        layout=layout,
     )
     quicklook = render(spec.path, max_size=128)
     picture = np.asarray(Image.open(io.BytesIO(quicklook.png)))

@@ -51,6 +51,7 @@ def _match(found: gpd.GeoDataFrame, spec, tolerance_px: float = 1.0) -> None:
         # Web Mercator at 46.9 deg N: 0.73 'metres' per pixel are 0.5 m on the ground.
         ("EPSG:3857", (828_000.0, 5_925_000.0), 0.5 / np.cos(np.radians(46.9)), "uint8", "rgbn"),
         ("EPSG:32632", (500_000.0, 5_300_000.0), 0.5, "float32", "rgba"),
+        ("EPSG:32632", (500_000.0, 5_300_000.0), 0.5, "uint8", "palette"),
     ],
 )
 def test_panels_land_on_their_ground_coordinates(tmp_path, crs, origin, gsd, dtype, layout):
@@ -133,9 +134,9 @@ def test_scene_smaller_than_a_tile(tmp_path):
     _match(gpd.read_file(tmp_path / "panels.geojson"), spec)
 
 
-@pytest.mark.parametrize("layout", ["rgb", "rgba"])
+@pytest.mark.parametrize("layout", ["rgb", "rgba", "palette"])
 def test_nodata_never_gives_panels(tmp_path, layout):
-    # The second panel lies under nodata (or transparent alpha), the first half under it.
+    # The second panel lies under nodata (or transparent alpha or colour-map entry), the first half under it.
     spec = write_scene(
         tmp_path / "holes.tif",
         width=80,
@@ -152,6 +153,19 @@ def test_nodata_never_gives_panels(tmp_path, layout):
     assert shapely.hausdorff_distance(found.geometry.iloc[0], left_half) <= spec.gsd
     with rasterio.open(tmp_path / "masks" / "holes.tif") as mask:
         assert mask.read(1)[:, 30:].max() == 0
+
+
+def test_a_colour_mapped_png_is_expanded_and_its_transparent_entries_are_nodata(tmp_path):
+    spec = write_scene(tmp_path / "tile.png", width=60, height=40, panels=[(5, 5, 15, 25), (20, 40, 30, 55)],
+                       nodata_box=(0, 35, 40, 60), layout="palette", driver="PNG", crs=None)
+    summary = _score([spec.path], tmp_path / "panels.geojson", masks_dir=tmp_path / "masks", gsd_m=0.5)
+    assert summary.scored == 1 and not summary.failures
+    with rasterio.open(tmp_path / "masks" / "tile.png") as mask:
+        probability = mask.read(1)
+    expected = np.zeros(probability.shape, bool)
+    expected[5:15, 5:25] = True  # the second panel lies under transparent entries
+    assert ((probability >= 128) == expected).mean() > 0.99
+    assert probability[:, 35:].max() == 0  # nodata, not merely a low probability
 
 
 def test_masks_and_tiles_csv(tmp_path):
