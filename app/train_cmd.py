@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -39,7 +38,7 @@ def train(
 ) -> None:
     """Train (or fine-tune) a panel detector on a catalog; under torchrun, one process of a multi-GPU job."""
     from data_catalog import CatalogError
-    from models import ModelError
+    from models import ModelError, json_null_nan
     from pipelines.training import TrainConfig
     from pipelines.training import train as run
 
@@ -59,7 +58,7 @@ def train(
         raise typer.Exit(2) from None
     best = {k: round(v, 4) for k, v in result.state["best_metrics"].items()}
     typer.echo(f"trained {result.state['step']} steps, {result.state['epoch']} epochs; best: {result.best_bundle}")
-    typer.echo(json.dumps(best, indent=2))
+    typer.echo(json.dumps(json_null_nan(best), indent=2, allow_nan=False))
 
 
 def evaluate(
@@ -75,7 +74,7 @@ def evaluate(
 ) -> None:
     """Tile, pixel, panel-object and area metrics of a bundle on a catalog split, per source."""
     from data_catalog import CatalogError
-    from models import ModelError
+    from models import ModelError, json_null_nan
     from pipelines.evaluation import evaluate as run
     from pipelines.evaluation import format_table
 
@@ -87,7 +86,7 @@ def evaluate(
         raise typer.Exit(2) from None
     typer.echo(format_table(report))
     if json_path is not None:
-        json_path.write_text(json.dumps(_without_nan(report), indent=2, allow_nan=False))
+        json_path.write_text(json.dumps(json_null_nan(report), indent=2, allow_nan=False))
 
 
 def calibrate(
@@ -101,7 +100,7 @@ def calibrate(
 ) -> None:
     """Choose a bundle's tile threshold (best accuracy over sources with both classes) on a catalog split."""
     from data_catalog import CatalogError
-    from models import ModelError
+    from models import ModelError, json_null_nan
     from pipelines.calibration import calibrate as run
 
     _check_split(split)
@@ -110,7 +109,7 @@ def calibrate(
     except (CatalogError, ModelError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(json.dumps(_without_nan(report), indent=2))
+    typer.echo(json.dumps(json_null_nan(report), indent=2, allow_nan=False))
 
 
 def _check_split(split: str) -> None:
@@ -127,12 +126,3 @@ def _read_config(path: Path) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ValueError(f"{path}: training options must be a JSON object")  # noqa: TRY004 (a usage error)
     return values
-
-
-def _without_nan(value: Any) -> Any:
-    """NaN (an undefined metric) as JSON null."""
-    if isinstance(value, dict):
-        return {k: _without_nan(v) for k, v in value.items()}
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value

@@ -5,6 +5,7 @@ from models.checkpoint import (
     Bundle,
     BundleMetadata,
     build_model,
+    json_null_nan,
     load_bundle,
     read_metadata,
     rewrite_metadata,
@@ -17,6 +18,6 @@ from models.res2net import Res2Net
 
 __all__ = [
     "Bundle", "BundleError", "BundleMetadata", "BundleNotFoundError", "ModelError", "PanelNet", "PanelOutput",
-    "Res2Net", "UnknownModelError", "build_model", "create_model", "list_models", "load_bundle", "read_metadata",
-    "register_model", "rewrite_metadata", "save_bundle",
+    "Res2Net", "UnknownModelError", "build_model", "create_model", "json_null_nan", "list_models", "load_bundle",
+    "read_metadata", "register_model", "rewrite_metadata", "save_bundle",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -25,6 +26,18 @@ from models.registry import create_model
 
 FORMAT_VERSION = 1
 METADATA_KEY = "solarscan"
+
+
+def json_null_nan(value: Any) -> Any:
+    """``value`` with every NaN (an undefined metric) in its dicts and lists as None, JSON's null: JSON has no
+    NaN, and a bundle's header or a report must parse in any JSON reader."""
+    if isinstance(value, dict):
+        return {k: json_null_nan(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_null_nan(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
 
 
 def package_version() -> str:
@@ -64,7 +77,7 @@ class BundleMetadata:
             raise BundleError(f"gsd_m and tile_size must be positive, got {self.gsd_m} and {self.tile_size}")
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return json.dumps(json_null_nan(dataclasses.asdict(self)), sort_keys=True, allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str, source: Path) -> BundleMetadata:

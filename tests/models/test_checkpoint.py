@@ -116,6 +116,14 @@ def test_plain_safetensors_is_not_a_bundle(tmp_path):
         read_metadata(plain)
 
 
+def test_undefined_metrics_are_stored_as_json_null(tmp_path):
+    undefined = metadata(metrics={"validation": {"bern/tile_roc_auc": float("nan"), "tile_accuracy": 0.9}})
+    path = save_bundle(tmp_path / "m.safetensors", models.create_model(ARCH), undefined)
+    header = json.loads(undefined.to_json(), parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
+    assert header["metrics"]["validation"] == {"bern/tile_roc_auc": None, "tile_accuracy": 0.9}
+    assert read_metadata(path).metrics["validation"]["bern/tile_roc_auc"] is None
+
+
 def test_unknown_metadata_keys_are_refused(tmp_path):
     data = json.loads(metadata().to_json()) | {"colour": "blue"}
     path = tmp_path / "odd.safetensors"
