@@ -70,15 +70,15 @@ def test_panels_land_on_their_ground_coordinates(tmp_path, crs, origin, gsd, dty
     assert summary.exit_code == 0 and summary.panels == 2
     found = gpd.read_file(tmp_path / "panels.geojson")
     _match(found, spec)
-    assert set(found.columns) >= {
-        "panel_id",
-        "source",
-        "confidence",
-        "area_m2",
-        "centroid_lon",
-        "centroid_lat",
-        "model",
-    }
+    assert list(found.columns) == [
+        "panel_id", "source", "confidence", "area_m2", "length_m", "width_m", "orientation_deg",
+        "centroid_lon", "centroid_lat", "model", "geometry",
+    ]
+    # Both panels run east-west on the ground: 24 x 12 and 36 x 12 pixels of 0.5 m (north is up in every CRS here).
+    found = found.sort_values("area_m2")
+    np.testing.assert_allclose(found["length_m"], [12.0, 18.0], atol=0.5)
+    np.testing.assert_allclose(found["width_m"], [6.0, 6.0], atol=0.5)
+    np.testing.assert_allclose(found["orientation_deg"], [90.0, 90.0], atol=1.0)
     assert (found["confidence"] > 0.9).all() and (found["source"] == str(spec.path)).all()
     centroids = found.to_crs(found.estimate_utm_crs()).centroid.to_crs("EPSG:4326")
     np.testing.assert_allclose(found["centroid_lon"], centroids.x, atol=1e-6)
