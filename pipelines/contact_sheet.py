@@ -12,7 +12,9 @@ from matplotlib.figure import Figure
 from rasterio.enums import Resampling
 from shapely import get_coordinates
 
+from data_catalog.rasters import open_raster
 from pipelines.export import atomic_path
+from pipelines.scenes import palette_colours
 from pipelines.vectorising import panel_pixels
 
 DISPLAY_PX = 256  # longest side of each thumbnail
@@ -20,11 +22,16 @@ DISPLAY_PX = 256  # longest side of each thumbnail
 
 def _thumbnail(path: Path) -> tuple[np.ndarray, float, rasterio.Affine | None, object]:
     """RGB thumbnail (H, W, 3) in [0, 1], its scale from source pixels, the source transform and CRS."""
-    with rasterio.open(path) as src:
+    with open_raster(path) as src:
         scale = min(1.0, DISPLAY_PX / max(src.width, src.height))
         shape = (max(1, round(src.height * scale)), max(1, round(src.width * scale)))
-        bands = [1, 2, 3] if src.count >= 3 else [1, 1, 1]
-        pixels = src.read(bands, out_shape=(3, *shape), resampling=Resampling.average).astype(np.float32)
+        colours = palette_colours(src)
+        if colours is not None:
+            indexes = src.read(1, out_shape=shape, resampling=Resampling.nearest)
+            pixels = np.moveaxis(colours[indexes, :3], -1, 0).astype(np.float32)
+        else:
+            bands = [1, 2, 3] if src.count >= 3 else [1, 1, 1]
+            pixels = src.read(bands, out_shape=(3, *shape), resampling=Resampling.average).astype(np.float32)
         transform = src.transform if src.crs is not None else None
         crs = src.crs
     low, high = np.percentile(pixels, [1, 99])
@@ -60,7 +67,7 @@ def render_contact_sheet(
                     cols, rows_ = a * x + b * y + c, d * x + e * y + f
                     ax.plot(cols * scale - 0.5, rows_ * scale - 0.5, color="#ff2d2d", lw=1.5)
         elif transform is None and masks_dir is not None and (masks_dir / f"{path.stem}.png").exists():
-            with rasterio.open(masks_dir / f"{path.stem}.png") as src:
+            with open_raster(masks_dir / f"{path.stem}.png") as src:
                 mask = src.read(1, out_shape=rgb.shape[:2], resampling=Resampling.bilinear)
             if panel_pixels(mask, threshold).any():
                 ax.contour(mask, levels=[threshold * 255], colors="#ff2d2d", linewidths=1.5)

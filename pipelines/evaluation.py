@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 
 from data_catalog import Catalog, LabelledItem
 from data_catalog.labels import load_mask
+from data_catalog.rasters import open_raster
 from models import Bundle, load_bundle
 from pipelines.metrics import AreaCounter, ObjectCounter, PixelCounter
 from pipelines.predictors import GATE_FRACTION, Predictor, predictor_for
@@ -83,7 +83,7 @@ def scored_pixel_metrics(items: list[LabelledItem], predictor: Predictor) -> dic
             if summary.failures:
                 raise ValueError(f"{item.id}: scoring failed: {next(iter(summary.failures.values()))}")
             mask_path = next(p for p in masks.iterdir() if p.stem == item.image_path.stem)
-            with rasterio.open(mask_path) as src:
+            with open_raster(mask_path) as src:
                 predicted = panel_pixels(src.read(1), threshold)
             truth = load_mask(item)
             for key in ("all", item.source):

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 import albumentations as A
 import cv2
 import numpy as np
-import rasterio
 import torch
 from rasterio.enums import ColorInterp
 from torch.utils.data import Dataset
 
 from data_catalog import LabelledItem
 from data_catalog.labels import load_mask
+from data_catalog.rasters import open_raster
 from pipelines.copy_paste import CopyPaste
 from pipelines.normalisation import normalise, to_unit_range
 from pipelines.scenes import palette_colours
@@ -41,7 +41,7 @@ class PreparedItem:
 
 def read_image_bands(path, bands: int) -> np.ndarray:
     """Read the first ``bands`` non-alpha bands of an image as (H, W, C) in [0, 1]."""
-    with rasterio.open(path) as src:
+    with open_raster(path) as src:
         colours = palette_colours(src)
         if colours is not None:
             return to_unit_range(colours[src.read(1), :3])[..., :bands]
