@@ -3,6 +3,7 @@ data-parallel under torchrun."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import logging
 import math
@@ -101,11 +102,13 @@ def mixup(batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[st
     return mixed
 
 
-def detection_loss(output, batch: dict[str, torch.Tensor], pixel_weight: float,
-                   bag_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+def detection_loss(output, batch: dict[str, torch.Tensor], pixel_weight: float, bag_weight: float = 0.0,
+                   teacher_logits: torch.Tensor | None = None, distill_weight: float = 0.0,
+                   ) -> tuple[torch.Tensor, dict]:
     """Tile BCE plus pixel BCE + soft Dice where the pixel label is known, plus, for crops that are bags (labelled
     only as holding panels somewhere), multiple-instance BCE: the mean logit of the bag's ``BAG_TOP_PIXELS`` most
-    confident pixels should say panel."""
+    confident pixels should say panel; plus, given a teacher's pixel logits, BCE towards its probabilities on
+    every pixel (weighted by ``distill_weight``)."""
     tile = F.binary_cross_entropy_with_logits(output.tile_logit.float(), batch["target"])
     logits, mask, weight = output.mask_logit.float(), batch["mask"], batch["weight"]
     known = weight.sum()
@@ -127,9 +130,12 @@ def detection_loss(output, batch: dict[str, torch.Tensor], pixel_weight: float,
         top = values.where(found, 0.0).sum(1) / found.sum(1)
         bags = F.binary_cross_entropy_with_logits(top, torch.ones_like(top), reduction="none")
         bag_loss = (bags * share[chosen]).sum() / share[chosen].sum()
-    total = tile + pixel_weight * (pixel + bag_weight * bag_loss)
+    distill = logits.sum() * 0.0
+    if distill_weight > 0 and teacher_logits is not None:
+        distill = F.binary_cross_entropy_with_logits(logits, torch.sigmoid(teacher_logits.float()))
+    total = tile + pixel_weight * (pixel + bag_weight * bag_loss) + distill_weight * distill
     return total, {"tile_loss": float(tile.detach()), "pixel_loss": float(pixel.detach()),
-                   "bag_loss": float(bag_loss.detach())}
+                   "bag_loss": float(bag_loss.detach()), "distill_loss": float(distill.detach())}
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -182,6 +188,9 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
     )
     if model is None:
         model = build_model(metadata)
+    teacher = None
+    if config.distill_weight > 0:  # the starting model, frozen, before training changes it
+        teacher = runtime.prepare(copy.deepcopy(model)).eval().requires_grad_(False)
     net = runtime.prepare(model)
 
     copy_paste = None
@@ -235,7 +244,7 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
         loader = DataLoader(dataset, batch_size=config.batch_size, sampler=distributed.shard(list(draws)),
                             drop_last=True, num_workers=config.workers, persistent_workers=False)
         model.train()
-        sums: dict[str, float] = {"loss": 0.0, "tile_loss": 0.0, "pixel_loss": 0.0, "bag_loss": 0.0}
+        sums: dict[str, float] = {"loss": 0.0, "tile_loss": 0.0, "pixel_loss": 0.0, "bag_loss": 0.0, "distill_loss": 0.0}
         seen = 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not (progress and distributed.is_main),
                    leave=False)
@@ -244,8 +253,12 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
                 batch = mixup(batch, mix_generator)
             batch = {k: v.to(runtime.device) for k, v in batch.items()}
             with runtime.autocast():
-                output = model(runtime.to_input(batch["image"]))
-            loss, parts = detection_loss(output, batch, config.pixel_loss_weight, config.bag_loss_weight)
+                image = runtime.to_input(batch["image"])
+                output = model(image)
+                with torch.no_grad():
+                    teacher_logits = None if teacher is None else teacher(image).mask_logit
+            loss, parts = detection_loss(output, batch, config.pixel_loss_weight, config.bag_loss_weight,
+                                         teacher_logits, config.distill_weight)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)

@@ -34,6 +34,9 @@ class TrainConfig:
     pixel_loss_weight: float = 1.0
     # > 0: items labelled only "has panels" teach the decoder too, as multiple-instance bags (relative to pixels)
     bag_loss_weight: float = 0.0
+    # > 0 (with init_from): pixel maps are also pulled towards the starting model's, so that fine-tuning on new
+    # tiles keeps what the model segmented before (distillation, as in "learning without forgetting")
+    distill_weight: float = 0.0
     patience: int = 8
     device: str = "auto"
     precision: str = "auto"
@@ -50,6 +53,10 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
         if self.bag_loss_weight < 0:
             raise ValueError(f"bag_loss_weight must be >= 0, got {self.bag_loss_weight}")
+        if self.distill_weight < 0:
+            raise ValueError(f"distill_weight must be >= 0, got {self.distill_weight}")
+        if self.distill_weight > 0 and self.init_from is None:
+            raise ValueError("distill_weight needs init_from: the starting model is the one distilled from")
         if any(not w > 0 for w in self.source_weights.values()):
             raise ValueError(f"source_weights must be positive, got {self.source_weights}")
         if self.scoring_tile_size is not None and (self.scoring_tile_size < 32 or self.scoring_tile_size % 32):
