@@ -244,6 +244,10 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
         loader = DataLoader(dataset, batch_size=config.batch_size, sampler=distributed.shard(list(draws)),
                             drop_last=True, num_workers=config.workers, persistent_workers=False)
         model.train()
+        if config.freeze_norm_statistics:
+            for module in net.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         sums: dict[str, float] = {"loss": 0.0, "tile_loss": 0.0, "pixel_loss": 0.0, "bag_loss": 0.0, "distill_loss": 0.0}
         seen = 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not (progress and distributed.is_main),

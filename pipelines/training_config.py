@@ -37,6 +37,9 @@ class TrainConfig:
     # > 0 (with init_from): pixel maps are also pulled towards the starting model's, so that fine-tuning on new
     # tiles keeps what the model segmented before (distillation, as in "learning without forgetting")
     distill_weight: float = 0.0
+    # BatchNorms normalise with, and keep, their running statistics (fine-tuning: a new mix of sources then cannot
+    # re-estimate the statistics every other source is normalised with)
+    freeze_norm_statistics: bool = False
     patience: int = 8
     device: str = "auto"
     precision: str = "auto"

@@ -185,3 +185,15 @@ def test_sources_can_be_drawn_more_often_and_unknown_sources_are_named(catalog_d
         train(TrainConfig.from_dict({**config, "source_weights": {"duke": 2.0}}), progress=False)
     with pytest.raises(ValueError, match="ema_decay must be in"):
         TrainConfig.from_dict({**config, "ema_decay": 1.0})
+
+
+def test_frozen_norm_statistics_are_kept_while_the_weights_learn(catalog_dir, tmp_path):
+    config = {**TINY, "catalog": catalog_dir, "epochs": 1, "steps_per_epoch": 2}
+    start = train(TrainConfig.from_dict({**config, "out": tmp_path / "start"}), progress=False)
+    before = load_bundle(start.best_bundle).model.state_dict()
+    tuned = train(TrainConfig.from_dict({**config, "out": tmp_path / "tuned", "init_from": start.best_bundle,
+                                         "freeze_norm_statistics": True}), progress=False)
+    after = load_bundle(tuned.best_bundle).model.state_dict()
+    statistics = [k for k in before if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert statistics and all(torch.equal(before[k], after[k]) for k in statistics)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.endswith("weight"))
