@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import FeaturePyramidNetwork
 
+from models.fpn import FeaturePyramid
 from models.registry import create_model, register_model
 
 SIZE_MULTIPLE = 32  # the encoder's output stride
@@ -33,7 +32,7 @@ class SegmentationDecoder(nn.Module):
     def __init__(self, feature_channels: list[int], channels: int = 128) -> None:
         super().__init__()
         stem_chs, *pyramid_chs = feature_channels
-        self.fpn = FeaturePyramidNetwork(pyramid_chs, channels)
+        self.fpn = FeaturePyramid(pyramid_chs, channels)
         self.level_heads = nn.ModuleList(_conv_bn_relu(channels, channels) for _ in pyramid_chs)
         self.stem_proj = _conv_bn_relu(stem_chs, channels // 4)
         self.refine = _conv_bn_relu(channels + channels // 4, channels // 2)
@@ -41,11 +40,11 @@ class SegmentationDecoder(nn.Module):
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         stem, *pyramid = features
-        levels = self.fpn(OrderedDict((str(i), f) for i, f in enumerate(pyramid)))
+        levels = self.fpn(pyramid)
         size4 = pyramid[0].shape[-2:]
         merged = sum(
             F.interpolate(head(p), size=size4, mode="bilinear", align_corners=False) if i else head(p)
-            for i, (head, p) in enumerate(zip(self.level_heads, levels.values()))
+            for i, (head, p) in enumerate(zip(self.level_heads, levels))
         )
         merged = F.interpolate(merged, size=stem.shape[-2:], mode="bilinear", align_corners=False)
         return self.logit(self.refine(torch.cat([merged, self.stem_proj(stem)], dim=1)))

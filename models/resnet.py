@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.models import resnet50 as torchvision_resnet50
 
 from models.registry import register_model
 from models.res2net import BOTTLENECK_FEATURES
@@ -20,7 +19,10 @@ class ResNetEncoder(nn.Module):
         super().__init__()
         if in_chans < 1:
             raise ValueError(f"in_chans must be >= 1, got {in_chans}")
-        net = torchvision_resnet50(weights=None, num_classes=max(num_classes, 1), zero_init_residual=True)
+        # Imported here, not with the module: torchvision is slow to import (see models/fpn.py).
+        from torchvision.models import resnet50
+
+        net = resnet50(weights=None, num_classes=max(num_classes, 1), zero_init_residual=True)
         if in_chans != 3:
             net.conv1 = nn.Conv2d(in_chans, 64, kernel_size=7, stride=2, padding=3, bias=False)
             nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch._inductor
 import torch.nn.functional as F
 from torch import nn
 
@@ -108,6 +107,8 @@ def compiled_encoder(model: PanelNet, example: torch.Tensor, path: Path | None =
     loading a compiled package takes well under one. ``path``: the package's ``package_path`` when the caller
     already has it (finding it hashes every weight).
     """
+    import torch._inductor  # here, not at import: it takes a second to import, and most small jobs never compile
+
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(user_cache_dir() / "inductor"))
     uses_fast_mish(model.encoder)
     path = path or package_path(encoder_digest(model), example)

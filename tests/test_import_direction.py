@@ -41,3 +41,21 @@ def test_checker_sees_a_forbidden_import(tmp_path):
     sample = tmp_path / "m.py"
     sample.write_text("import os\nfrom app.cli import main\nfrom . import sibling\n")
     assert imported_packages(sample) == {"os", "app"}
+
+
+def test_scoring_a_chip_needs_neither_torchvision_nor_the_compiler(tmp_path):
+    """Both import torch._dynamo, about a second and a half of every start on a small CPU; scoring needs neither
+    until a job compiles (the ResNet-50 comparison encoder imports torchvision when it is built)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, warnings; from pathlib import Path; warnings.simplefilter('ignore'); import app.cli; "
+        "from pipelines.scoring import ScoreOptions, score; from pipelines.predictors import load_predictor; "
+        "s = score([Path('data_catalog/sample/fresno_0001.png')], Path(sys.argv[1]), "
+        "ScoreOptions(gsd_m=0.3, resume=False, progress=False), load_predictor(None)); "
+        "print(s.scored, sorted(m for m in ('torchvision', 'torch._dynamo', 'torch._inductor') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "panels.geojson")], cwd=ROOT,
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "1 []"

@@ -44,3 +44,21 @@ def test_detector_trains_on_four_bands():
     (out.tile_logit.sum() + out.mask_logit.mean()).backward()
     assert model.encoder.conv1[0].weight.grad is not None
     assert model.decoder.logit.weight.grad is not None
+
+
+def test_the_feature_pyramid_is_torchvision_s_layer_for_layer():
+    from collections import OrderedDict
+
+    from torchvision.ops import FeaturePyramidNetwork
+
+    from models.fpn import FeaturePyramid
+
+    torch.manual_seed(0)
+    ours, theirs = FeaturePyramid([24, 48, 96], 16), FeaturePyramidNetwork([24, 48, 96], 16)
+    assert ours.state_dict().keys() == theirs.state_dict().keys()
+    theirs.load_state_dict(ours.state_dict())
+    features = [torch.randn(2, c, s, s + 3) for c, s in ((24, 32), (48, 16), (96, 8))]
+    with torch.no_grad():
+        expected = list(theirs(OrderedDict((str(i), f) for i, f in enumerate(features))).values())
+        for got, want in zip(ours(features), expected, strict=True):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
