@@ -5,9 +5,9 @@ Compiling Res2NetPlus50 costs tens of seconds, so 'auto' compiles only jobs of a
 tile pixels, and only where compiling was measured to pay: on CUDA and with reduced precision on CPUs with bf16
 matrix units (AMX / AVX512-BF16). In fp32 on an AVX2-only CPU the compiled encoder was measured no faster than the
 folded eager one (benchmarks/README.md). The compiled package is kept in the user cache folder, keyed by the
-weights, the batch shape, the machine and the torch version, and loads in well under a second, so every later job
-of that shape uses it whatever its size. Compiled encoders see one fixed batch shape: short batches are
-zero-padded.
+weights, the batch shape, the machine and the torch version, and loads in under two seconds (mostly importing
+the compiler), so every later job of that shape from ``CACHED_MIN_PIXELS`` on uses it. Compiled encoders see one
+fixed batch shape: short batches are zero-padded.
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ COMPILE_POLICIES = ("auto", "on", "off")
 # cache and saved 7.2 ms per 128 px tile in bf16 (81 -> 195 tiles/s), so it pays back after ~3,600 such tiles
 # (60 Mpx); rounded up so a job that compiles clearly gains (benchmarks/README.md).
 COMPILE_MIN_PIXELS = 80_000_000
+# Using a package an earlier job compiled costs its loading, mostly importing the compiler (1.4 s, plus 0.3 s to load
+# the package): measured on the same CPU with the shipped model, a cached package made a 1,024 px scene (25 tiles of
+# 256 px, 1.6 Mpx) 1.2 s slower and a 2,048 px one (121 tiles, 7.9 Mpx) 1.3 s faster than the eager encoder.
+CACHED_MIN_PIXELS = 6_000_000
 
 Encoder = Callable[[torch.Tensor], list[torch.Tensor]]
 
@@ -45,13 +49,14 @@ def user_cache_dir() -> Path:
 
 def compile_pays(policy: str, pixels: int, runtime: Runtime, compiled_before: bool = False) -> bool:
     """Whether to use a compiled encoder for a job of ``pixels`` tile pixels (tiles x tile area) on ``runtime``
-    under ``policy`` ('auto', 'on' or 'off'); ``compiled_before``: its package is already in the cache."""
+    under ``policy`` ('auto', 'on' or 'off'); ``compiled_before``: its package is already in the cache, so the job
+    only has to load it (worth it from ``CACHED_MIN_PIXELS``) rather than compile it (from ``COMPILE_MIN_PIXELS``)."""
     if policy not in COMPILE_POLICIES:
         raise ValueError(f"unknown compile policy {policy!r}; use one of {', '.join(COMPILE_POLICIES)}")
     if policy != "auto":
         return policy == "on"
     fast_target = runtime.device.type == "cuda" or runtime.autocast_dtype is not None
-    return fast_target and (compiled_before or pixels >= COMPILE_MIN_PIXELS)
+    return fast_target and pixels >= (CACHED_MIN_PIXELS if compiled_before else COMPILE_MIN_PIXELS)
 
 
 def inference_copy(model: PanelNet, dtype: torch.dtype | None = None) -> PanelNet:

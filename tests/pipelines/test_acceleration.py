@@ -16,6 +16,7 @@ from models import Res2Net
 from models.fusion import fuse_for_inference, mish
 from pipelines import predictors
 from pipelines.acceleration import (
+    CACHED_MIN_PIXELS,
     COMPILE_MIN_PIXELS,
     compile_pays,
     compiled_encoder,
@@ -149,10 +150,13 @@ def test_compiled_encoder_matches_eager_and_is_kept_for_later_jobs(tmp_path, mon
     assert package_path(encoder_digest(_tiny_detector(3)), example) != package
 
 
-def test_a_cached_package_counts_for_any_job_size_where_compiling_pays():
+def test_a_cached_package_is_used_by_jobs_big_enough_to_pay_for_loading_it():
     bf16 = Runtime(torch.device("cpu"), torch.bfloat16)
-    assert compile_pays("auto", 1, bf16, compiled_before=True)
-    assert not compile_pays("auto", 1, Runtime(torch.device("cpu"), None), compiled_before=True)
+    assert CACHED_MIN_PIXELS < COMPILE_MIN_PIXELS
+    assert compile_pays("auto", CACHED_MIN_PIXELS, bf16, compiled_before=True)
+    assert not compile_pays("auto", CACHED_MIN_PIXELS - 1, bf16, compiled_before=True)  # one chip: eager
+    assert not compile_pays("auto", CACHED_MIN_PIXELS, bf16, compiled_before=False)  # compiling costs far more
+    assert not compile_pays("auto", 10**9, Runtime(torch.device("cpu"), None), compiled_before=True)
     assert not compile_pays("off", 10**9, bf16, compiled_before=True)
 
 
