@@ -168,6 +168,17 @@ def test_a_colour_mapped_png_is_expanded_and_its_transparent_entries_are_nodata(
     assert probability[:, 35:].max() == 0  # nodata, not merely a low probability
 
 
+def test_a_colour_mapped_raster_cannot_give_a_band_its_colour_map_lacks(tmp_path):
+    from pipelines.errors import BandLayoutError
+    from pipelines.scenes import open_scene
+
+    spec = write_scene(tmp_path / "tile.tif", width=20, height=20, panels=[], layout="palette")
+    palette = open_scene(spec.path, ["blue", "red"]).palette
+    assert palette.shape == (256, 3) and tuple(palette[0]) == (130, 25, 255)  # the panel entry: blue, red, alpha
+    with pytest.raises(BandLayoutError, match=r"tile.tif: .* colour-mapped .* has no 'nir'"):
+        open_scene(spec.path, ["red", "green", "blue", "nir"])
+
+
 def test_masks_and_tiles_csv(tmp_path):
     spec = write_scene(tmp_path / "a.tif", width=64, height=48, panels=[(10, 10, 20, 30)])
     empty = write_scene(tmp_path / "b.tif", width=40, height=40, panels=[], seed=1)
