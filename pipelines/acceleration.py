@@ -109,8 +109,8 @@ def compiled_encoder(model: PanelNet, example: torch.Tensor, path: Path | None =
 
     The encoder's Mish is switched (in place) to the single-exponential formulation, which inductor fuses into
     one vectorised pass with the scale, shift and residual add around it. Compiling takes tens of seconds;
-    loading a compiled package takes well under one. ``path``: the package's ``package_path`` when the caller
-    already has it (finding it hashes every weight).
+    loading a compiled package under two (mostly importing the compiler). ``path``: the package's
+    ``package_path`` when the caller already has it (finding it hashes every weight).
     """
     import torch._inductor  # here, not at import: it takes a second to import, and most small jobs never compile
 

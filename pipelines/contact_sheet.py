@@ -14,7 +14,7 @@ from shapely import get_coordinates
 
 from data_catalog.rasters import open_raster
 from pipelines.export import atomic_path
-from pipelines.scenes import palette_colours
+from pipelines.scenes import expand_palette, palette_colours
 from pipelines.vectorising import panel_pixels
 
 DISPLAY_PX = 256  # longest side of each thumbnail
@@ -27,8 +27,8 @@ def _thumbnail(path: Path) -> tuple[np.ndarray, float, rasterio.Affine | None, o
         shape = (max(1, round(src.height * scale)), max(1, round(src.width * scale)))
         colours = palette_colours(src)
         if colours is not None:
-            indexes = src.read(1, out_shape=shape, resampling=Resampling.nearest)
-            pixels = np.moveaxis(colours[indexes, :3], -1, 0).astype(np.float32)
+            colour, _ = expand_palette(src.read(1, out_shape=shape, resampling=Resampling.nearest), colours)
+            pixels = colour.astype(np.float32)
         else:
             bands = [1, 2, 3] if src.count >= 3 else [1, 1, 1]
             pixels = src.read(bands, out_shape=(3, *shape), resampling=Resampling.average).astype(np.float32)

@@ -22,7 +22,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.warp import calculate_default_transform, reproject
 
 from pipelines.errors import BandLayoutError, MissingGeoreferenceError, SceneReadError
-from pipelines.scenes import palette_colours, select_bands
+from pipelines.scenes import expand_palette, palette_colours, select_bands
 
 WEB_MERCATOR = "EPSG:3857"
 MAX_SIZE = 1024  # longest side of a quicklook, pixels
@@ -80,8 +80,8 @@ def render(path: Path, max_size: int = MAX_SIZE) -> Quicklook:
                 valid = src.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
                 colours = palette_colours(src)
                 if colours is not None:  # colour-map indexes are categories: nearest, then looked up
-                    entries = colours[src.read(1, out_shape=shape, resampling=Resampling.nearest)]
-                    pixels, valid = np.moveaxis(entries[..., :3], -1, 0), valid & (entries[..., 3] > 0)
+                    pixels, opaque = expand_palette(src.read(1, out_shape=shape, resampling=Resampling.nearest), colours)
+                    valid &= opaque
                 else:
                     try:
                         bands = select_bands(path, src.colorinterp, src.descriptions, ["red", "green", "blue"])

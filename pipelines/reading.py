@@ -18,7 +18,7 @@ from rasterio.windows import Window
 
 from pipelines.errors import SceneReadError
 from pipelines.normalisation import normalise, to_unit_range
-from pipelines.scenes import Scene
+from pipelines.scenes import Scene, expand_palette
 from pipelines.tiling import ModelGrid, Tile
 from pipelines.timing import stage
 
@@ -88,8 +88,8 @@ class SceneReader:
             ) from None
         valid = (masks > 0).all(axis=0)
         if palette is not None:
-            entries = palette[pixels[0]]
-            pixels, valid = np.moveaxis(entries[..., :-1], -1, 0), valid & (entries[..., -1] > 0)
+            pixels, opaque = expand_palette(pixels[0], palette)
+            valid &= opaque
         elif np.issubdtype(pixels.dtype, np.floating):
             valid &= np.isfinite(pixels).all(axis=0)
         return pixels, valid

@@ -136,6 +136,13 @@ def palette_colours(src: rasterio.DatasetReader) -> np.ndarray | None:
     return lookup
 
 
+def expand_palette(indexes: np.ndarray, lookup: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Colour-map ``indexes`` (H, W) through ``lookup`` (entries, C + 1; the last column alpha): the colours as
+    (C, H, W) and where they are opaque (H, W)."""
+    entries = lookup[indexes]
+    return np.moveaxis(entries[..., :-1], -1, 0), entries[..., -1] > 0
+
+
 def palette_components(path: Path, wanted: list[str]) -> list[int]:
     """Columns of an RGBA palette lookup holding the ``wanted`` bands."""
     rgb = ["red", "green", "blue"]

@@ -248,7 +248,9 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
             for module in net.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
-        sums: dict[str, float] = {"loss": 0.0, "tile_loss": 0.0, "pixel_loss": 0.0, "bag_loss": 0.0, "distill_loss": 0.0}
+        sums: dict[str, float] = {
+            "loss": 0.0, "tile_loss": 0.0, "pixel_loss": 0.0, "bag_loss": 0.0, "distill_loss": 0.0,
+        }
         seen = 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not (progress and distributed.is_main),
                    leave=False)
