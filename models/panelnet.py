@@ -82,6 +82,17 @@ class PanelNet(nn.Module):
         """Tile logits (N,) from encoder features."""
         return self.classifier(features[-1]).squeeze(1)
 
+    def window_logits(self, features: list[torch.Tensor], window: int) -> torch.Tensor:
+        """Tile logits (N, H - window + 1, W - window + 1), in float32, of every ``window`` x ``window`` window
+        of the (H, W) stride-32 feature map, each judged as a tile of that size would be in inference.
+
+        The head averages the features and applies a linear layer, so the linear layer on every cell, averaged
+        over a window, is exactly the head on that window (its dropout does nothing in inference).
+        """
+        linear = self.classifier[-1]
+        cells = F.conv2d(features[-1], linear.weight[:, :, None, None], linear.bias)
+        return F.avg_pool2d(cells.float(), window, stride=1)[:, 0]
+
     def segment(self, features: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
         """Per-pixel logits (N, 1, *size) from encoder features, cropped to the unpadded input size."""
         logits = self.decoder(features)

@@ -24,6 +24,7 @@ from pipelines.acceleration import (
 )
 from pipelines.errors import ModelNotFoundError, ScoringConfigError
 from pipelines.runtime import Runtime
+from pipelines.tiling import SIZE_STEP, batch_tiles, tile_starts, tile_window
 from pipelines.timing import stage
 
 log = logging.getLogger(__name__)
@@ -95,8 +96,8 @@ class ModelPredictor:
         self._encode = self.model.encode
 
     def plan(self, tiles: dict[int, int], batch_size: int) -> None:
-        """Prepare for a job of ``tiles`` (tile size -> count) in batches of at most ``batch_size``: for the tile
-        size with the most pixels, use the compiled encoder if an earlier job compiled it, or compile it if the
+        """Prepare for a job of ``tiles`` (tile size -> count) in batches of ``batch_size`` (``batch_tiles``): for
+        the tile size with the most pixels, use the compiled encoder if an earlier job compiled it, or compile it if the
         job pays for it. Tiles of other sizes run eager."""
         if not tiles:
             return
@@ -106,7 +107,8 @@ class ModelPredictor:
         if count < 1 or not compile_pays(self.compile, pixels, self.runtime, compiled_before=True):
             return
         # A job of fewer tiles than a batch gets batches of its own size: padding them would waste the compute.
-        shape = (min(batch_size, count), len(self.metadata.bands), size, size)
+        batch = batch_tiles(batch_size, size, self.metadata.tile_size)
+        shape = (min(batch, count), len(self.metadata.bands), size, size)
         if shape == self._encode_shape:
             return
         example = self.runtime.to_input(torch.zeros(shape)).to(self.dtype)
@@ -132,13 +134,25 @@ class ModelPredictor:
             compiled = self._encode_shape is not None and n <= self._encode_shape[0] and h == self._encode_shape[-1]
             encode = self._encode if compiled else self.model.encode  # tiles are square
             features = encode(x)
-            tile = torch.sigmoid(self.model.classify(features).float())
+            tile = torch.sigmoid(tile_logits(self.model, features, tile_window(h, self.metadata.tile_size)).float())
             chosen = tile >= self.gate_threshold if self.gate else torch.ones_like(tile, dtype=torch.bool)
             maps = torch.zeros((n, h, w), dtype=torch.float32, device=tile.device)
             if bool(chosen.any()):
                 logits = self.model.segment([f[chosen] for f in features], (h, w))
                 maps[chosen] = torch.sigmoid(logits.float())[:, 0]
         return TileScores(tile.cpu().numpy(), maps.cpu().numpy(), chosen.cpu().numpy())
+
+
+def tile_logits(model: models.PanelNet, features: list[torch.Tensor], window: int) -> torch.Tensor:
+    """Tile logits (N,) of a batch of square tiles: the classifier on the whole tile, or for tiles larger than
+    ``window`` pixels the highest logit of its windows of that size, laid half a window apart (the last flush
+    with the far edge), each judged as a tile of its own (``PanelNet.window_logits``)."""
+    cells = features[-1].shape[-1]
+    span = window // SIZE_STEP
+    if span >= cells:
+        return model.classify(features)
+    starts = [min(s, cells - span) for s in tile_starts(cells, span, max(1, span // 2))]
+    return model.window_logits(features, span)[:, starts][:, :, starts].amax(dim=(1, 2))
 
 
 def plan_job(predictor: Predictor, tiles: dict[int, int], batch_size: int) -> None:

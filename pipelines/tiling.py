@@ -9,9 +9,10 @@ from rasterio.windows import Window
 
 from pipelines.scenes import Scene
 
-DEFAULT_OVERLAP = 0.25  # tile overlap as a fraction of the tile size
+DEFAULT_OVERLAP = 0.25  # tile overlap as a fraction of the classifier window (the tile, but in large scenes)
 SIZE_STEP = 32  # tile sizes are multiples of the model's output stride
-LARGE_SCENE_FACTOR = 2  # scenes larger than the bundle's tile are scored in tiles up to this many times larger
+WINDOW_FACTOR = 2  # the tile classifier judges windows of up to this many times the bundle's tile
+WINDOWS_PER_TILE = 2  # large scenes are scored in tiles of up to this many classifier windows across
 
 
 @dataclass(frozen=True)
@@ -58,23 +59,50 @@ def model_grid(scene: Scene, gsd_m: float) -> ModelGrid:
     return ModelGrid(width, height, scale_x, scale_y, scene.transform @ Affine.scale(scale_x, scale_y))
 
 
-def scene_tile_size(width: int, height: int, bundle_tile_size: int) -> int:
-    """The tile size for a scene of ``width`` x ``height`` model pixels: the bundle's own for scenes that fit in
-    it (small chips are zero-padded to it, as in training), else the smallest multiple of 32 that holds the
-    scene's shorter side, up to ``LARGE_SCENE_FACTOR`` times the bundle's.
+def scene_window(width: int, height: int, bundle_tile_size: int) -> int:
+    """The classifier window for a scene of ``width`` x ``height`` model pixels: the bundle's tile for scenes that
+    fit in it (small chips are zero-padded to it, as in training), else the smallest multiple of 32 that holds the
+    scene's shorter side, up to ``WINDOW_FACTOR`` times the bundle's tile.
 
-    Fewer tile borders segment better: on the 13 NREL validation scenes (~1000 px at 0.3 m) the shipped model
-    gave pixel IoU 0.841 in 256 px tiles against 0.787 in its 128 px tiles (same gate), while 384 and 512 px tiles
-    dilute the tile classifier (0.79, 0.62).
+    Judged whole, a larger window dilutes a small panel in the classifier's average: on the 13 NREL validation
+    scenes (~1000 px at 0.3 m) tiles judged whole gave pixel IoU 0.841 at 256 px, 0.79 at 384 px and 0.62 at
+    512 px; the bundle's own 128 px tiles gave 0.787 (more tile borders).
     """
     short_side = -(-min(width, height) // SIZE_STEP) * SIZE_STEP
-    return max(bundle_tile_size, min(short_side, LARGE_SCENE_FACTOR * bundle_tile_size))
+    return max(bundle_tile_size, min(short_side, WINDOW_FACTOR * bundle_tile_size))
+
+
+def scene_tile_size(width: int, height: int, bundle_tile_size: int, overlap: float) -> int:
+    """The tile size for a scene: its classifier window, or for scenes larger than the window the size from one
+    window to ``WINDOWS_PER_TILE`` windows, in steps of half a window (so the windows fit a tile exactly), whose
+    tiles cover the scene with the fewest pixels (the larger on a tie).
+
+    Larger tiles cut the pixels the encoder sees twice: a 10,000 px square scene takes 138.7 Mpx of 512 px tiles
+    against 177.2 Mpx of 256 px ones; each window is still judged as a tile of its own (``window_logits``).
+    """
+    window = scene_window(width, height, bundle_tile_size)
+    if min(width, height) <= window:
+        return window
+    sizes = range(window, WINDOWS_PER_TILE * window + 1, window // 2)
+    overlap_px = round(window * overlap)
+    return min(sizes, key=lambda size: (_covering_pixels(width, height, size, size - overlap_px), -size))
+
+
+def tile_window(tile_size: int, bundle_tile_size: int) -> int:
+    """The classifier window inside a tile of ``tile_size`` (``scene_window`` of the scene it was cut for)."""
+    return min(tile_size, WINDOW_FACTOR * bundle_tile_size)
+
+
+def batch_tiles(batch_size: int, tile_size: int, bundle_tile_size: int) -> int:
+    """Tiles per inference batch: ``batch_size`` classifier windows' worth of pixels, at least one tile (so a
+    batch of large tiles costs what a batch of window-sized ones does)."""
+    return max(1, batch_size * tile_window(tile_size, bundle_tile_size) ** 2 // tile_size**2)
 
 
 def scene_tiles(grid: ModelGrid, bundle_tile_size: int, overlap: float) -> list[Tile]:
-    """The scene's tiles, of ``scene_tile_size``, overlapping by the fraction ``overlap`` of their size."""
-    size = scene_tile_size(grid.width, grid.height, bundle_tile_size)
-    return tile_grid(grid, size, round(size * overlap))
+    """The scene's tiles, of ``scene_tile_size``, overlapping by the fraction ``overlap`` of the classifier window."""
+    size = scene_tile_size(grid.width, grid.height, bundle_tile_size, overlap)
+    return tile_grid(grid, size, round(tile_window(size, bundle_tile_size) * overlap))
 
 
 def tile_grid(grid: ModelGrid, tile_size: int, overlap: int) -> list[Tile]:
@@ -95,3 +123,8 @@ def tile_starts(length: int, size: int, stride: int) -> list[int]:
     while starts[-1] + size < length:
         starts.append(starts[-1] + stride)
     return starts
+
+
+def _covering_pixels(width: int, height: int, size: int, stride: int) -> int:
+    """Pixels of the tiles of ``size`` every ``stride`` pixels that cover a ``width`` x ``height`` grid."""
+    return len(tile_starts(width, size, stride)) * len(tile_starts(height, size, stride)) * size**2

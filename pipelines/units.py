@@ -34,7 +34,7 @@ from pipelines.predictors import Predictor
 from pipelines.probability import MaskWriter, ModelGridProbability
 from pipelines.reading import SceneReader, iter_batches
 from pipelines.scenes import Scene
-from pipelines.tiling import Tile, model_grid, scene_tiles
+from pipelines.tiling import Tile, batch_tiles, model_grid, scene_tiles
 from pipelines.vectorising import PixelPolygons, StripVectoriser, clean, join_across_seams
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ def plan_units(
     bounds = [strips[i * len(strips) // count] for i in range(count)] + [scene.height]
     # Model rows the bilinear read of a source strip may touch beyond the strip itself.
     margin = math.ceil(2 * max(1.0, 1 / grid.scale_y)) + 1
-    batch = options.batch_size
+    batch = batch_tiles(options.batch_size, size, metadata.tile_size)
 
     def model_row(source_row: int) -> int:
         return grid.height if source_row >= scene.height else math.floor(source_row / grid.scale_y)
@@ -225,7 +225,8 @@ def score_unit(
             bottom - top, grid.width, unit.tile_size, lambda row, p: store.write_rows(top + row, p)
         )
         index = unit.tiles[0]
-        for batch in iter_batches(reader, tiles, options.batch_size, reader_threads(options, predictor)):
+        per_batch = batch_tiles(options.batch_size, unit.tile_size, meta.tile_size)
+        for batch in iter_batches(reader, tiles, per_batch, reader_threads(options, predictor)):
             positions = np.arange(index, index + len(batch.tiles))
             owned = (positions >= unit.owned[0]) & (positions < unit.owned[1])
             index += len(batch.tiles)

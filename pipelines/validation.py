@@ -7,12 +7,14 @@ from collections import defaultdict
 
 import numpy as np
 import torch
-from torch import nn
+from affine import Affine
 
+from models import PanelNet
 from pipelines.metrics import PixelCounter, tile_metrics
 from pipelines.normalisation import normalise
+from pipelines.predictors import tile_logits
 from pipelines.runtime import Runtime
-from pipelines.tiling import DEFAULT_OVERLAP, scene_tile_size, tile_starts
+from pipelines.tiling import DEFAULT_OVERLAP, ModelGrid, scene_tiles, tile_window
 from pipelines.training_data import PreparedItem
 
 TILE_THRESHOLD = 0.5
@@ -20,16 +22,16 @@ PIXEL_THRESHOLD = 0.5
 
 
 @torch.inference_mode()
-def predict_prepared(model: nn.Module, prepared: list[PreparedItem], mean: list[float], std: list[float],
+def predict_prepared(model: PanelNet, prepared: list[PreparedItem], mean: list[float], std: list[float],
                      runtime: Runtime, tile_size: int | None = None, batch_pixels: int = 16 * 128 * 128,
                      ) -> list[tuple[float, np.ndarray]]:
     """(tile probability, pixel probability map) for every item, batching items of the same size
     (about ``batch_pixels`` pixels per batch, so large scenes go one at a time).
 
     The pixel map comes from one pass over the whole item. An item larger than ``tile_size`` in either
-    direction takes, as scoring decides a scene, the highest classifier probability over its overlapping
-    scoring tiles (of ``scene_tile_size``): one pass over the whole image pools the classifier over far more
-    ground than it was trained to judge and dilutes a small panel below the threshold.
+    direction takes, as scoring decides a scene, the highest classifier probability over the windows of its
+    scoring tiles (``scene_tiles``, ``tile_logits``): one pass over the whole image pools the classifier over far
+    more ground than it was trained to judge and dilutes a small panel below the threshold.
     """
     was_training = model.training
     model.eval()
@@ -40,14 +42,13 @@ def predict_prepared(model: nn.Module, prepared: list[PreparedItem], mean: list[
     for (height, width), indexes in by_shape.items():
         batch_size = max(1, batch_pixels // (height * width))
         tiled = tile_size is not None and max(height, width) > tile_size
-        size = scene_tile_size(width, height, tile_size) if tiled else None
         for start in range(0, len(indexes), batch_size):
             chunk = indexes[start:start + batch_size]
             images = np.stack([_normalised(prepared[i], mean, std) for i in chunk])
             tile, pixel = _predict(model, images, runtime)
             for j, i in enumerate(chunk):
                 if tiled:
-                    tile[j] = _max_tile_probability(model, images[j], size, runtime, batch_pixels)
+                    tile[j] = _max_tile_probability(model, images[j], tile_size, runtime, batch_pixels)
                 results[i] = (float(tile[j]), pixel[j])
     model.train(was_training)
     return results  # type: ignore[return-value]
@@ -57,29 +58,32 @@ def _normalised(item: PreparedItem, mean: list[float], std: list[float]) -> np.n
     return normalise(np.moveaxis(item.image.astype(np.float32), -1, 0), mean, std)
 
 
-def _predict(model: nn.Module, images: np.ndarray, runtime: Runtime) -> tuple[np.ndarray, np.ndarray]:
+def _predict(model: PanelNet, images: np.ndarray, runtime: Runtime) -> tuple[np.ndarray, np.ndarray]:
     """Tile probabilities (N,) and pixel probabilities (N, H, W) of a normalised batch."""
     with runtime.autocast():
         out = model(runtime.to_input(torch.from_numpy(images)))
     return torch.sigmoid(out.tile_logit.float()).cpu().numpy(), torch.sigmoid(out.mask_logit.float())[:, 0].cpu().numpy()
 
 
-def _max_tile_probability(model: nn.Module, image: np.ndarray, tile_size: int, runtime: Runtime,
+def _max_tile_probability(model: PanelNet, image: np.ndarray, bundle_tile_size: int, runtime: Runtime,
                           batch_pixels: int) -> float:
-    """The highest classifier probability over overlapping ``tile_size`` tiles of a normalised (C, H, W) image,
-    laid out as scoring lays them (tiles beyond the image are zero, the band mean, as the model pads)."""
+    """The highest classifier probability over the scoring tiles of a normalised (C, H, W) image, laid out and
+    judged as scoring does (tiles beyond the image are zero, the band mean, as the model pads)."""
     _, height, width = image.shape
-    stride = tile_size - round(tile_size * DEFAULT_OVERLAP)
-    rows, cols = tile_starts(height, tile_size, stride), tile_starts(width, tile_size, stride)
-    padded = np.zeros((image.shape[0], rows[-1] + tile_size, cols[-1] + tile_size), dtype=image.dtype)
+    tiles = scene_tiles(ModelGrid(width, height, 1.0, 1.0, Affine.identity()), bundle_tile_size, DEFAULT_OVERLAP)
+    size = tiles[0].size
+    padded = np.zeros((image.shape[0], max(t.row for t in tiles) + size, max(t.col for t in tiles) + size),
+                      dtype=image.dtype)
     padded[:, :height, :width] = image
-    tiles = np.stack([padded[:, r:r + tile_size, c:c + tile_size] for r in rows for c in cols])
-    per_batch = max(1, batch_pixels // (tile_size * tile_size))
+    stacked = np.stack([padded[:, t.row:t.row + size, t.col:t.col + size] for t in tiles])
+    per_batch = max(1, batch_pixels // (size * size))
+    window = tile_window(size, bundle_tile_size)
     best = 0.0
-    for start in range(0, len(tiles), per_batch):
+    for start in range(0, len(stacked), per_batch):
         with runtime.autocast():
-            logits = model(runtime.to_input(torch.from_numpy(tiles[start:start + per_batch])), with_mask=False)
-        best = max(best, float(torch.sigmoid(logits.tile_logit.float()).max()))
+            features = model.encode(runtime.to_input(torch.from_numpy(stacked[start:start + per_batch])))
+            logits = tile_logits(model, features, window)
+        best = max(best, float(torch.sigmoid(logits.float()).max()))
     return best
 
 

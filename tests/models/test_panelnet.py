@@ -62,3 +62,15 @@ def test_the_feature_pyramid_is_torchvision_s_layer_for_layer():
         expected = list(theirs(OrderedDict((str(i), f) for i, f in enumerate(features))).values())
         for got, want in zip(ours(features), expected, strict=True):
             torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_window_logits_judge_each_window_as_a_tile_of_that_size(detector):
+    torch.manual_seed(1)
+    features = [torch.randn(2, 2048, 6, 5)]  # only the deepest map is judged
+    with torch.no_grad():
+        windows = detector.window_logits(features, 3)
+        assert windows.shape == (2, 4, 3)
+        for r in range(4):
+            for c in range(3):
+                crop = [features[0][..., r:r + 3, c:c + 3]]
+                torch.testing.assert_close(windows[:, r, c], detector.classify(crop))

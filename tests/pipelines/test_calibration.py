@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from fixtures.training_catalog import write_training_catalog
 from torch import nn
 
@@ -83,13 +84,22 @@ def test_pixel_threshold_maximises_iou_over_drawn_labels():
 
 
 class _BrightTileNet(nn.Module):
-    """Tile logit from the brightest pixel of the input, so a small bright spot in a large item is visible to a
-    tile but diluted in a mean over the whole item."""
+    """PanelNet's interface with the mean brightness of the input as its tile logit (stride-32 cells of mean
+    brightness as features), so a small bright spot in a large item is visible to a window but diluted in a mean
+    over the whole item."""
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [F.avg_pool2d(x.mean(dim=1, keepdim=True), 32)]
+
+    def classify(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return features[-1].mean(dim=(1, 2, 3)) * 40 - 2
+
+    def window_logits(self, features: list[torch.Tensor], window: int) -> torch.Tensor:
+        return F.avg_pool2d(features[-1], window, stride=1)[:, 0] * 40 - 2
 
     def forward(self, x: torch.Tensor, with_mask: bool = True) -> PanelOutput:
-        tile = x.mean(dim=(1, 2, 3)) * 40 - 2
         mask = x[:, :1] if with_mask else None
-        return PanelOutput(tile, mask)
+        return PanelOutput(self.classify(self.encode(x)), mask)
 
 
 def test_validation_takes_the_highest_tile_of_an_item_larger_than_a_scoring_tile():
@@ -99,9 +109,9 @@ def test_validation_takes_the_highest_tile_of_an_item_larger_than_a_scoring_tile
     runtime = Runtime.resolve("cpu", "fp32", channels_last=False)
     whole = predict_prepared(_BrightTileNet(), prepared, [0.0] * 3, [1.0] * 3, runtime)
     tiled = predict_prepared(_BrightTileNet(), prepared, [0.0] * 3, [1.0] * 3, runtime, tile_size=32)
-    spot_mean = 64 / (64 * 64)  # the spot fills 64 pixels of its tile: 64 px, as scoring cuts a 96 px scene
+    # the spot fills 64 pixels of its best window: 64 px, in the one 96 px tile scoring cuts a 96 px scene into
     assert whole[0][0] == pytest.approx(torch.sigmoid(torch.tensor(64 / 96**2 * 40 - 2)).item(), rel=1e-4)
-    assert tiled[0][0] == pytest.approx(torch.sigmoid(torch.tensor(spot_mean * 40 - 2)).item(), rel=1e-4)
+    assert tiled[0][0] == pytest.approx(torch.sigmoid(torch.tensor(64 / 64**2 * 40 - 2)).item(), rel=1e-4)
     np.testing.assert_array_equal(tiled[0][1], whole[0][1])  # the pixel map still comes from the whole item
 
 

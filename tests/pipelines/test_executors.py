@@ -12,9 +12,10 @@ from pipelines.errors import ScoringConfigError
 from pipelines.predictors import TileScores
 from pipelines.scenes import open_scene
 from pipelines.scoring import ScoreOptions, score, score_scene
+from pipelines.tiling import batch_tiles
 from pipelines.units import join_units, plan_units, score_unit
 
-OPTIONS = ScoreOptions(min_area_m2=0.5, batch_size=4, progress=False)
+OPTIONS = ScoreOptions(min_area_m2=0.5, batch_size=8, progress=False)
 STRIP_PIXELS = 8 * 300  # 8-row vectorising strips on 300-pixel-wide scenes
 
 
@@ -50,7 +51,7 @@ def test_units_partition_rows_and_tiles_and_cover_their_context(tmp_path):
     predictor = DarkBluePredictor()
     spec = write_scene(tmp_path / "a.tif", width=300, height=170, panels=[])
     scene = open_scene(spec.path, predictor.metadata.bands)
-    units = plan_units(scene, predictor.metadata, OPTIONS, STRIP_PIXELS, max_tiles=3)
+    units = plan_units(scene, predictor.metadata, OPTIONS, STRIP_PIXELS, max_tiles=2)
     assert len(units) > 3 and [u.index for u in units] == list(range(len(units)))
     assert units[0].rows[0] == 0 and units[-1].rows[1] == scene.height
     assert units[0].owned[0] == 0 and units[-1].owned[1] == units[0].scene_tiles
@@ -59,7 +60,8 @@ def test_units_partition_rows_and_tiles_and_cover_their_context(tmp_path):
         assert before.owned[1] == after.owned[0]
     for unit in units:
         assert unit.tiles[0] <= unit.owned[0] <= unit.owned[1] <= unit.tiles[1]
-        assert unit.tiles[0] % OPTIONS.batch_size == 0
+        batch = batch_tiles(OPTIONS.batch_size, unit.tile_size, predictor.metadata.tile_size)
+        assert batch > 1 and unit.tiles[0] % batch == 0
     [whole] = plan_units(scene, predictor.metadata, OPTIONS, STRIP_PIXELS, max_tiles=None)
     assert whole.rows == (0, scene.height) and whole.tiles == whole.owned == (0, whole.scene_tiles)
 
@@ -67,8 +69,10 @@ def test_units_partition_rows_and_tiles_and_cover_their_context(tmp_path):
 @pytest.mark.parametrize("gsd", [0.5, 0.3, 0.9])  # same, finer and coarser than the model's 0.5 m
 @pytest.mark.parametrize("predictor_type", [DarkBluePredictor, BatchSensitivePredictor])
 def test_strips_joined_equal_the_whole_scene(tmp_path, gsd, predictor_type):
-    units, split, whole = _split_and_whole(tmp_path, predictor_type(), gsd)
+    predictor = predictor_type(tile_size=16)  # small tiles: many of them, in several batches, on a small scene
+    units, split, whole = _split_and_whole(tmp_path, predictor, gsd)
     assert len(units) > 3
+    assert batch_tiles(OPTIONS.batch_size, units[0].tile_size, predictor.metadata.tile_size) > 1  # batch-mates matter
     assert len(whole.panels) == 4
     assert split.panels.geometry.to_wkb().tolist() == whole.panels.geometry.to_wkb().tolist()
     assert split.panels.drop(columns="geometry").equals(whole.panels.drop(columns="geometry"))
