@@ -1,7 +1,7 @@
 """End-to-end scoring benchmark: a plain baseline and the product on the same generated scene, in one invocation.
 
 The scene is generated deterministically into a temporary folder: a tiled, deflate-compressed 3-band GeoTIFF at
-0.3 m with dark rectangles ("panels") in about ``--panel-fraction`` of its 256 px tiles. Each configuration runs in
+0.3 m with dark rectangles ("panels") in about ``--panel-fraction`` of its 256 px cells. Each configuration runs in
 its own child process, so peak RSS and start-up are its own:
 
 - ``baseline``: the same network, fp32 eager, contiguous, no BatchNorm folding, the decoder on every tile;
@@ -38,23 +38,24 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 GSD_M = 0.3
-TILE = 256  # the tiles the generated scenes are scored in: twice the bundle tile, as for any large scene
+CELL = 256  # the generated scene's panels lie in this many pixels' cells (about ``--panel-fraction`` of them)
 BUNDLE_TILE = 128  # the tile size of the benchmark's bundles
 MEAN, STD = [0.4, 0.45, 0.35], [0.2, 0.2, 0.2]
 PANEL_RGB = (25, 45, 130)
 BLOCK = 512  # GeoTIFF block and generation window
 
 
-def write_scene(path: Path, size: int, panel_fraction: float, seed: int = 0) -> int:
-    """A size x size scene with panels in about ``panel_fraction`` of its tiles; returns the panel tile count."""
+def write_scene(path: Path, size: int, panel_fraction: float, seed: int = 0) -> list[tuple[int, int, int, int]]:
+    """A size x size scene with a panel in about ``panel_fraction`` of its cells; returns the panels (row0, col0,
+    row1, col1)."""
     import rasterio
     from affine import Affine
 
     rng = np.random.default_rng(seed)
     noise = rng.integers(0, 30, (3, BLOCK, BLOCK), dtype=np.uint8)  # one block of texture, repeated
     base = np.array([120, 135, 105], np.uint8)[:, None, None]
-    stride = TILE - TILE // 4
-    cells = [(r, c) for r in range(0, size - TILE + 1, stride) for c in range(0, size - TILE + 1, stride)]
+    stride = CELL - CELL // 4
+    cells = [(r, c) for r in range(0, size - CELL + 1, stride) for c in range(0, size - CELL + 1, stride)]
     picked = rng.choice(len(cells), size=max(1, round(panel_fraction * len(cells))), replace=False)
     panels = []
     for i in sorted(picked):
@@ -88,7 +89,7 @@ def write_scene(path: Path, size: int, panel_fraction: float, seed: int = 0) -> 
                             max(c0, col) - col : min(c1, col + w) - col,
                         ] = np.array(PANEL_RGB, np.uint8)[:, None, None]
                 dst.write(block, window=rasterio.windows.Window(col, row, w, h))
-    return len(picked)
+    return panels
 
 
 def write_bundle(path: Path) -> Path:
@@ -109,7 +110,7 @@ def write_bundle(path: Path) -> Path:
                 m.bias.uniform_(-0.3, 0.3)
         # Tile logits of a few units: a random classifier on these features saturates at probability 1 for
         # every tile, and a gate could then not pass a chosen fraction of them.
-        pooled = model.encode(torch.randn(4, 3, TILE, TILE))[-1].mean(dim=(2, 3))
+        pooled = model.encode(torch.randn(4, 3, 2 * BUNDLE_TILE, 2 * BUNDLE_TILE))[-1].mean(dim=(2, 3))
         head = model.classifier[-1]
         head.weight.normal_(0.0, 2.0 / (float(pooled.std()) * pooled.shape[1] ** 0.5))
         head.bias.fill_(-float((pooled @ head.weight.T).mean()))
@@ -139,13 +140,16 @@ class PlainPredictor:
     def predict(self, batch: np.ndarray):
         import torch
 
-        from pipelines.predictors import TileScores
+        from pipelines.predictors import TileScores, tile_logits
+        from pipelines.tiling import tile_window
         from pipelines.timing import stage
 
+        size = batch.shape[-1]
         with stage("model"), torch.inference_mode():
-            out = self.model(torch.from_numpy(batch))
-            tile = torch.sigmoid(out.tile_logit).numpy()
-            maps = torch.sigmoid(out.mask_logit)[:, 0].numpy()
+            features = self.model.encode(torch.from_numpy(batch))
+            window = tile_window(size, self.metadata.tile_size)
+            tile = torch.sigmoid(tile_logits(self.model, features, window)).numpy()
+            maps = torch.sigmoid(self.model.segment(features, (size, size)))[:, 0].numpy()
         self.tile_probabilities.append(tile)
         return TileScores(tile, maps, np.ones(len(batch), bool))
 
@@ -258,10 +262,13 @@ def child(
     return result
 
 
-def tiles_of(size: int, tile: int) -> int:
-    from pipelines.tiling import DEFAULT_OVERLAP, tile_starts
+def scene_tiles_of(size: int, bundle_tile: int) -> list:
+    """The tiles scoring cuts a square scene of ``size`` model pixels into."""
+    from affine import Affine
 
-    return len(tile_starts(size, tile, tile - round(tile * DEFAULT_OVERLAP))) ** 2
+    from pipelines.tiling import DEFAULT_OVERLAP, ModelGrid, scene_tiles
+
+    return scene_tiles(ModelGrid(size, size, 1.0, 1.0, Affine.identity()), bundle_tile, DEFAULT_OVERLAP)
 
 
 def stage_table(results: list[dict]) -> str:
@@ -279,13 +286,16 @@ def throughput(args: argparse.Namespace, workdir: Path) -> None:
     size = args.size
     scene = workdir / "scene.tif"
     t = time.perf_counter()
-    panel_tiles = write_scene(scene, size, args.panel_fraction)
+    panels = write_scene(scene, size, args.panel_fraction)
     bundle = args.model or write_bundle(workdir / "fresh.safetensors")
     from models import read_metadata
-    from pipelines.tiling import scene_tile_size
 
-    tile = scene_tile_size(size, size, read_metadata(bundle).tile_size)
-    tiles = tiles_of(size, tile)
+    cut = scene_tiles_of(size, read_metadata(bundle).tile_size)
+    tile, tiles = cut[0].size, len(cut)
+    panel_tiles = sum(
+        any(r0 < t.row + t.size and r1 > t.row and c0 < t.col + t.size and c1 > t.col for r0, c0, r1, c1 in panels)
+        for t in cut
+    )
     area_km2 = (size * GSD_M) ** 2 / 1e6
     print(
         f"scene {size}x{size} px at {GSD_M} m = {area_km2:.2f} km2, {tiles} tiles of {tile} px, "

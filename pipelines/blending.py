@@ -10,6 +10,9 @@ from pipelines.tiling import Tile
 from pipelines.timing import timed
 
 RowSink = Callable[[int, np.ndarray], None]  # (first row, probabilities (rows, width) float32)
+# Finished rows are averaged and handed over this many at a time, so that the temporaries of averaging and of
+# the sink stay small however wide the scene and however tall its tiles.
+SINK_ROWS = 64
 
 
 def hann_weights(size: int) -> np.ndarray:
@@ -56,12 +59,13 @@ class StripBlender:
         if rows <= 0:
             return
         emit = min(rows, self.height - self._top)
-        if emit > 0:
-            weights = self._weights[:emit, : self.width]
+        for start in range(0, emit, SINK_ROWS):
+            chunk = slice(start, min(emit, start + SINK_ROWS))
+            weights = self._weights[chunk, : self.width]
             blended = np.divide(
-                self._weighted[:emit, : self.width], weights, out=np.zeros_like(weights), where=weights > 0
+                self._weighted[chunk, : self.width], weights, out=np.zeros_like(weights), where=weights > 0
             )
-            self.sink(self._top, blended)
+            self.sink(self._top + start, blended)
         for buffer in (self._weighted, self._weights):
             buffer[:-rows] = buffer[rows:].copy()
             buffer[-rows:] = 0.0
