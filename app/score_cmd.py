@@ -36,7 +36,11 @@ def score(
         typer.Option(help="Compile the encoder ahead of time (kept in ~/.cache/solarscan): auto (big jobs where it was "
                            "measured to pay, and any job once compiled), on or off."),
     ] = "auto",
-    batch_size: Annotated[int, typer.Option(min=1, help="Tiles per inference batch.")] = 8,
+    batch_size: Annotated[
+        int,
+        typer.Option(min=1, help="Tiles per inference batch, counted in classifier windows (a 512 px tile of "
+                                 "256 px windows counts as four)."),
+    ] = 8,
     threshold: Annotated[
         float | None,
         typer.Option(min=0.0, max=1.0, help="Pixel probability for a panel; default: the model's."),

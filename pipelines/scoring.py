@@ -62,7 +62,7 @@ class ScoreOptions:
     threshold: float | None = None  # pixel probability threshold for panels
     gate: bool = True  # skip the decoder on tiles the classifier calls empty
     gate_threshold: float | None = None  # default: half the bundle's tile threshold
-    overlap: float = DEFAULT_OVERLAP  # tile overlap as a fraction of the tile size
+    overlap: float = DEFAULT_OVERLAP  # tile overlap as a fraction of the classifier window (``tiling``)
     min_area_m2: float = 1.0  # smaller polygons are speckle
     simplify_px: float = 0.5  # simplification tolerance in source pixels (0: none)
     regularise: bool = False  # square up polygons that fit their minimum rotated rectangle
