@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +17,10 @@ from affine import Affine
 from PIL import Image
 from pyproj import Transformer
 from rasterio.enums import Resampling
-from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.errors import RasterioError
 from rasterio.warp import calculate_default_transform, reproject
 
+from data_catalog.rasters import open_raster
 from pipelines.errors import BandLayoutError, MissingGeoreferenceError, SceneReadError
 from pipelines.scenes import expand_palette, palette_colours, select_bands
 
@@ -70,26 +70,24 @@ def overlay_grid(src: rasterio.DatasetReader, max_size: int = MAX_SIZE) -> Overl
 def render(path: Path, max_size: int = MAX_SIZE) -> Quicklook:
     """An RGBA PNG of the raster at ``path`` (its red, green and blue bands, or its first band in grey)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as src:
-                grid = overlay_grid(src, max_size)
-                # Decimated read at about the quicklook's resolution, then warped onto its grid.
-                factor = max(1.0, min(src.width / grid.width, src.height / grid.height))
-                shape = (max(1, round(src.height / factor)), max(1, round(src.width / factor)))
-                valid = src.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
-                colours = palette_colours(src)
-                if colours is not None:  # colour-map indexes are categories: nearest, then looked up
-                    pixels, opaque = expand_palette(src.read(1, out_shape=shape, resampling=Resampling.nearest), colours)
-                    valid &= opaque
-                else:
-                    try:
-                        bands = select_bands(path, src.colorinterp, src.descriptions, ["red", "green", "blue"])
-                    except BandLayoutError:
-                        bands = (1, 1, 1)
-                    pixels = src.read(list(bands), out_shape=(3, *shape), resampling=Resampling.average)
-                read_transform = src.transform @ Affine.scale(src.width / shape[1], src.height / shape[0])
-                crs = src.crs
+        with open_raster(path) as src:
+            grid = overlay_grid(src, max_size)
+            # Decimated read at about the quicklook's resolution, then warped onto its grid.
+            factor = max(1.0, min(src.width / grid.width, src.height / grid.height))
+            shape = (max(1, round(src.height / factor)), max(1, round(src.width / factor)))
+            valid = src.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
+            colours = palette_colours(src)
+            if colours is not None:  # colour-map indexes are categories: nearest, then looked up
+                pixels, opaque = expand_palette(src.read(1, out_shape=shape, resampling=Resampling.nearest), colours)
+                valid &= opaque
+            else:
+                try:
+                    bands = select_bands(path, src.colorinterp, src.descriptions, ["red", "green", "blue"])
+                except BandLayoutError:
+                    bands = (1, 1, 1)
+                pixels = src.read(list(bands), out_shape=(3, *shape), resampling=Resampling.average)
+            read_transform = src.transform @ Affine.scale(src.width / shape[1], src.height / shape[0])
+            crs = src.crs
     except RasterioError as exc:
         raise SceneReadError(f"{path}: cannot be read as a raster ({exc})") from None
     rgb = _stretch(pixels.astype(np.float64), valid)
