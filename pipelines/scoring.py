@@ -112,7 +112,7 @@ class ScoreSummary:
     inputs: int
     scored: int  # scored in this run
     resumed: int  # finished earlier, reused
-    failures: dict[str, str]  # input path -> reason
+    failures: dict[str, str]  # input path -> reason (which begins with that path)
     panels: int  # all panels found, including those of inputs without a CRS
     area_m2: float
     unreferenced: dict[str, int] = field(
@@ -138,7 +138,7 @@ class ScoreSummary:
                 "CRS are counted above but not in the output (pixel coordinates cannot be placed on the map); "
                 f"their polygons are in {self.output.name}.parts/, their probabilities in the tiles CSV and masks"
             )
-        lines += [f"failed: {path}: {reason}" for path, reason in self.failures.items()]
+        lines += [f"failed: {reason}" for reason in self.failures.values()]  # each reason names its file
         return "\n".join(lines)
 
 

@@ -278,7 +278,8 @@ def test_bad_inputs_are_reported_and_the_rest_is_scored(tmp_path):
     assert "no valid pixel" in reasons[str(empty.path)]
     assert "bands" in reasons[str(grey)]
     assert len(gpd.read_file(tmp_path / "out" / "panels.geojson")) == 1
-    print(summary.report())
+    failed_lines = [line for line in summary.report().splitlines() if line.startswith("failed: ")]
+    assert sorted(failed_lines) == sorted(f"failed: {reason}" for reason in reasons.values())
 
 
 def test_resume_skips_finished_scenes(tmp_path):
