@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
@@ -179,6 +180,44 @@ class StandInPredictor:
         return TileScores(maps.max(axis=(1, 2)), maps, np.ones(len(batch), bool))
 
 
+class GpuUtilisation:
+    """Samples the GPU's utilisation with ``nvidia-smi`` about every 200 ms while scoring runs (on a CUDA machine
+    whose driver ships it): does reading and preprocessing keep the GPU busy?"""
+
+    def __enter__(self) -> Self:
+        import shutil
+        import threading
+
+        import torch
+
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = None
+        if torch.cuda.is_available() and shutil.which("nvidia-smi") is not None:
+            command = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                       "-i", str(torch.cuda.current_device())]
+            self._thread = threading.Thread(target=self._sample, args=(command,), daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self, command: list[str]) -> None:
+        while not self._stop.wait(0.2):
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            self.samples += [float(v) for v in done.stdout.split() if v.isdigit()]
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def summary(self) -> str | None:
+        """Mean and median utilisation over the run, or None where it was not sampled."""
+        if not self.samples:
+            return None
+        return f"GPU busy {np.mean(self.samples):.0f} % mean, {np.median(self.samples):.0f} % median " \
+               f"({len(self.samples)} samples)"
+
+
 def run_child(args: argparse.Namespace) -> None:
     """Score the scene with one configuration and print one JSON line of measurements."""
     start = time.perf_counter()
@@ -211,7 +250,8 @@ def run_child(args: argparse.Namespace) -> None:
     predictor.predict = counting_predict
     reset_stages()
     scoring_start = time.perf_counter()
-    summary = score([args.scene], args.workdir / f"{args.run}.gpkg", options, predictor)
+    with GpuUtilisation() as gpu:
+        summary = score([args.scene], args.workdir / f"{args.run}.gpkg", options, predictor)
     end = time.perf_counter()
     result = {
         "run": args.run,
@@ -222,6 +262,7 @@ def run_child(args: argparse.Namespace) -> None:
         "panels": summary.panels,
         "segmented_tiles": sum(segmented),
         "failures": summary.failures,
+        "gpu": gpu.summary(),
     }
     if isinstance(predictor, PlainPredictor):
         result["tile_probabilities"] = np.concatenate(predictor.tile_probabilities).tolist()
@@ -318,6 +359,9 @@ def throughput(args: argparse.Namespace, workdir: Path) -> None:
             f"  {r.get('runtime', 'fp32 eager contiguous, no gate')}"
         )
     print(stage_table([baseline, product, warm]))
+    for r in (baseline, product, warm):
+        if r["gpu"]:
+            print(f"{r['run']}: {r['gpu']}")
 
 
 def memory(args: argparse.Namespace, workdir: Path) -> None:
