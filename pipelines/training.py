@@ -102,25 +102,13 @@ def mixup(batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[st
     return mixed
 
 
-def _bag_background_loss(inside: torch.Tensor, max_panel_share: float) -> torch.Tensor:
-    """Per bag (rows of pixel logits, -inf outside the bag): mean BCE towards background of the pixels ranked below
-    the top ``max_panel_share`` of the bag's pixels (zero for a bag too small to leave any)."""
-    ranked = inside.sort(dim=1, descending=True).values
-    size = torch.isfinite(ranked).sum(1, keepdim=True)
-    rank = torch.arange(ranked.shape[1], device=ranked.device)[None]
-    below = (rank >= torch.round(size * max_panel_share)) & (rank < size)
-    background = F.softplus(ranked.where(below, 0.0)) * below  # BCE towards 0 of each pixel below the share
-    return background.sum(1) / below.sum(1).clamp(min=1)
-
-
 def detection_loss(output, batch: dict[str, torch.Tensor], pixel_weight: float, bag_weight: float = 0.0,
                    teacher_logits: torch.Tensor | None = None, distill_weight: float = 0.0,
-                   bag_max_panel_share: float = 1.0) -> tuple[torch.Tensor, dict]:
+                   ) -> tuple[torch.Tensor, dict]:
     """Tile BCE plus pixel BCE + soft Dice where the pixel label is known, plus, for crops that are bags (labelled
     only as holding panels somewhere), multiple-instance BCE: the mean logit of the bag's ``BAG_TOP_PIXELS`` most
-    confident pixels should say panel, and with ``bag_max_panel_share`` < 1 the bag's pixels ranked below that
-    share of it should say background (mean BCE over them); plus, given a teacher's pixel logits, BCE towards its
-    probabilities on every pixel (weighted by ``distill_weight``)."""
+    confident pixels should say panel; plus, given a teacher's pixel logits, BCE towards its probabilities on
+    every pixel (weighted by ``distill_weight``)."""
     tile = F.binary_cross_entropy_with_logits(output.tile_logit.float(), batch["target"])
     logits, mask, weight = output.mask_logit.float(), batch["mask"], batch["weight"]
     known = weight.sum()
@@ -141,8 +129,6 @@ def detection_loss(output, batch: dict[str, torch.Tensor], pixel_weight: float, 
         found = torch.isfinite(values)  # a bag of fewer pixels than that averages the pixels it has
         top = values.where(found, 0.0).sum(1) / found.sum(1)
         bags = F.binary_cross_entropy_with_logits(top, torch.ones_like(top), reduction="none")
-        if bag_max_panel_share < 1:
-            bags = bags + _bag_background_loss(inside, bag_max_panel_share)
         bag_loss = (bags * share[chosen]).sum() / share[chosen].sum()
     distill = logits.sum() * 0.0
     if distill_weight > 0 and teacher_logits is not None:
@@ -278,7 +264,7 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
                 with torch.no_grad():
                     teacher_logits = None if teacher is None else teacher(image).mask_logit
             loss, parts = detection_loss(output, batch, config.pixel_loss_weight, config.bag_loss_weight,
-                                         teacher_logits, config.distill_weight, config.bag_max_panel_share)
+                                         teacher_logits, config.distill_weight)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)

@@ -34,8 +34,6 @@ class TrainConfig:
     pixel_loss_weight: float = 1.0
     # > 0: items labelled only "has panels" teach the decoder too, as multiple-instance bags (relative to pixels)
     bag_loss_weight: float = 0.0
-    # < 1: at most this share of a bag's pixels is panel; the rest, its least panel-like, are background
-    bag_max_panel_share: float = 1.0
     # > 0 (with init_from): pixel maps are also pulled towards the starting model's, so that fine-tuning on new
     # tiles keeps what the model segmented before (distillation, as in "learning without forgetting")
     distill_weight: float = 0.0
@@ -58,8 +56,6 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
         if self.bag_loss_weight < 0:
             raise ValueError(f"bag_loss_weight must be >= 0, got {self.bag_loss_weight}")
-        if not 0 < self.bag_max_panel_share <= 1:
-            raise ValueError(f"bag_max_panel_share must be in (0, 1], got {self.bag_max_panel_share}")
         if self.distill_weight < 0:
             raise ValueError(f"distill_weight must be >= 0, got {self.distill_weight}")
         if self.distill_weight > 0 and self.init_from is None:

@@ -66,27 +66,3 @@ def test_a_bag_is_satisfied_by_a_few_confident_pixels_inside_it_and_nothing_else
 def test_bag_loss_weight_must_not_be_negative(tmp_path):
     with pytest.raises(ValueError, match="bag_loss_weight must be >= 0, got -1"):
         TrainConfig(catalog=tmp_path, out=tmp_path, bag_loss_weight=-1.0)
-
-
-def test_a_bag_bounded_to_a_panel_share_pushes_only_its_lowest_ranked_pixels_to_background():
-    logits = torch.linspace(6.0, -4.0, 100).reshape(1, 1, 10, 10).requires_grad_()
-    bag = torch.zeros(1, 1, 16, 16)
-    bag[..., :10, :10] = 1
-    full = torch.nn.functional.pad(logits, (0, 6, 0, 6), value=9.0)  # outside the bag: confident, no concern
-    batch = {"target": torch.ones(1), "mask": torch.zeros_like(full), "weight": torch.zeros_like(full), "bag": bag}
-    _, unbounded = detection_loss(PanelOutput(torch.zeros(1), full), batch, 1.0, 1.0)
-    total, parts = detection_loss(PanelOutput(torch.zeros(1), full), batch, 1.0, 1.0, bag_max_panel_share=0.3)
-    total.backward()
-    ranked = logits.detach().flatten()
-    background = torch.nn.functional.softplus(ranked[30:]).mean()  # pixels ranked 31st to 100th of 100
-    assert parts["bag_loss"] - unbounded["bag_loss"] == pytest.approx(float(background), rel=1e-5)
-    grad = logits.grad.flatten()
-    assert (grad[:16] < 0).all()  # the top 16: towards panel
-    assert (grad[16:30] == 0).all()  # within the share, below the top 16: free
-    assert (grad[30:] > 0).all()  # below the share: towards background
-
-
-def test_bag_max_panel_share_must_be_a_share(tmp_path):
-    for share in (0.0, 1.5):
-        with pytest.raises(ValueError, match=f"bag_max_panel_share must be in \\(0, 1\\], got {share}"):
-            TrainConfig(catalog=tmp_path, out=tmp_path, bag_max_panel_share=share)
