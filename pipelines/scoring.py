@@ -22,7 +22,14 @@ from tqdm import tqdm
 from pipelines.acceleration import COMPILE_POLICIES
 from pipelines.errors import ScoringConfigError, ScoringError
 from pipelines.executors import EXECUTORS, open_executor
-from pipelines.export import atomic_path, check_output_path, combine, write_panels, write_tiles_csv
+from pipelines.export import (
+    atomic_path,
+    check_output_path,
+    check_writable_folder,
+    combine,
+    write_panels,
+    write_tiles_csv,
+)
 from pipelines.manifest import Manifest, SceneRecord, file_checksum
 from pipelines.options import checked_values
 from pipelines.predictors import Predictor, load_predictor
@@ -171,6 +178,11 @@ def score(
     start = time.perf_counter()
     out = Path(out).resolve()
     check_output_path(out)
+    check_writable_folder(out.parent, "the output (--out)")
+    if options.tiles_csv is not None:
+        check_writable_folder(Path(options.tiles_csv).resolve().parent, "the tiles CSV (--tiles-csv)")
+    if options.masks_dir is not None:
+        check_writable_folder(Path(options.masks_dir).resolve(), "masks (--masks-dir)")
     parts_dir = out.with_name(out.name + ".parts")
     paths = find_inputs(inputs, exclude=[parts_dir, *([options.masks_dir] if options.masks_dir else [])])
     if not paths:

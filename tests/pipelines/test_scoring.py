@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import geopandas as gpd
@@ -280,6 +281,55 @@ def test_bad_inputs_are_reported_and_the_rest_is_scored(tmp_path):
     assert len(gpd.read_file(tmp_path / "out" / "panels.geojson")) == 1
     failed_lines = [line for line in summary.report().splitlines() if line.startswith("failed: ")]
     assert sorted(failed_lines) == sorted(f"failed: {reason}" for reason in reasons.values())
+
+
+class _CountingPredictor(DarkBluePredictor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches = 0
+
+    def predict(self, batch):
+        self.batches += 1
+        return super().predict(batch)
+
+
+@pytest.mark.parametrize("where", ["out", "tiles_csv", "masks_dir"])
+def test_an_output_folder_that_cannot_be_written_stops_the_batch_before_any_scene(tmp_path, where):
+    (tmp_path / "in").mkdir()
+    write_scene(tmp_path / "in" / "a.tif", width=40, height=40, panels=[(5, 5, 15, 25)])
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    outputs = {"out": tmp_path / "out" / "panels.geojson", "tiles_csv": None, "masks_dir": None}
+    outputs[where] = blocker if where == "masks_dir" else blocker / "panels.geojson" if where == "out" \
+        else blocker / "tiles.csv"
+    predictor = _CountingPredictor()
+    option = "--" + where.replace("_", "-")
+    with pytest.raises(ScoringConfigError, match=f"^{re.escape(str(blocker))}: is a file, not a folder, so .*"
+                                                 f"\\({option}\\) cannot be written in it"):
+        _score([tmp_path / "in"], outputs["out"], predictor, tiles_csv=outputs["tiles_csv"],
+               masks_dir=outputs["masks_dir"])
+    assert predictor.batches == 0
+
+
+def test_an_output_folder_without_write_permission_is_named_with_the_reason(tmp_path, monkeypatch):
+    from pipelines import export
+
+    def refuse(dir):  # what the OS says of a folder the user may not write (tests may run as root)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(export.tempfile, "TemporaryFile", refuse)
+    with pytest.raises(ScoringConfigError, match=f"^{re.escape(str(tmp_path))}: cannot write the output "
+                                                 r"\(--out\) there \(Permission denied\)"):
+        _score([tmp_path], tmp_path / "panels.geojson")
+
+
+def test_output_folders_are_created(tmp_path):
+    (tmp_path / "in").mkdir()
+    write_scene(tmp_path / "in" / "a.tif", width=40, height=40, panels=[(5, 5, 15, 25)])
+    out = tmp_path / "new" / "deeper" / "panels.geojson"
+    summary = _score([tmp_path / "in"], out, tiles_csv=tmp_path / "csv" / "tiles.csv", masks_dir=tmp_path / "m")
+    assert summary.exit_code == 0 and out.is_file() and (tmp_path / "csv" / "tiles.csv").is_file()
+    assert [p.name for p in (tmp_path / "m").iterdir()] == ["a.tif"]
 
 
 def test_resume_skips_finished_scenes(tmp_path):
