@@ -77,9 +77,12 @@ def evaluate(
     from models import ModelError, json_null_nan
     from pipelines.evaluation import evaluate as run
     from pipelines.evaluation import format_table
+    from pipelines.folders import check_writable_folder
 
     _check_split(split)
     try:
+        if json_path is not None:
+            check_writable_folder(json_path.resolve().parent, "the report (--json)")
         report = run(catalog, model, split, device=device, precision=precision, as_scored=as_scored)
     except (CatalogError, ModelError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from models import load_bundle, rewrite_metadata
+from pipelines.folders import check_writable_folder
 from pipelines.metrics import PixelCounter
 from pipelines.runtime import Runtime
 from pipelines.training_data import PreparedItem
@@ -96,6 +97,7 @@ def calibrate(catalog_dir: Path, bundle_path: Path, split: str = "val", tune_pix
     """
     from pipelines.evaluation import predict_split
 
+    check_writable_folder(Path(out or bundle_path).resolve().parent, "the calibrated bundle (--out)")
     bundle = load_bundle(bundle_path)
     prepared, predictions = predict_split(catalog_dir, bundle, split, Runtime.resolve(device, precision))
     chosen = calibrate_predictions(prepared, predictions, tune_pixel)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,22 +39,6 @@ def check_output_path(out: Path) -> None:
         raise ScoringConfigError(
             f"{out}: unsupported output format {out.suffix!r}; use one of {', '.join(sorted(_WRITERS))}"
         )
-
-
-def check_writable_folder(folder: Path, what: str) -> None:
-    """Create ``folder`` if needed and check that files can be written in it, so that a batch fails before its
-    first scene rather than after its last; ``what`` names the option that chose it."""
-    if folder.exists() and not folder.is_dir():
-        raise ScoringConfigError(f"{folder}: is a file, not a folder, so {what} cannot be written in it; "
-                                 "choose a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise ScoringConfigError(
-            f"{folder}: cannot write {what} there ({exc.strerror or exc}); choose a folder you can write"
-        ) from None
 
 
 @contextmanager

@@ -25,11 +25,11 @@ from pipelines.executors import EXECUTORS, open_executor
 from pipelines.export import (
     atomic_path,
     check_output_path,
-    check_writable_folder,
     combine,
     write_panels,
     write_tiles_csv,
 )
+from pipelines.folders import check_writable_folder
 from pipelines.manifest import Manifest, SceneRecord, file_checksum
 from pipelines.options import checked_values
 from pipelines.predictors import Predictor, load_predictor
@@ -178,11 +178,12 @@ def score(
     start = time.perf_counter()
     out = Path(out).resolve()
     check_output_path(out)
-    check_writable_folder(out.parent, "the output (--out)")
+    check_writable_folder(out.parent, "the output (--out)", ScoringConfigError)
     if options.tiles_csv is not None:
-        check_writable_folder(Path(options.tiles_csv).resolve().parent, "the tiles CSV (--tiles-csv)")
+        check_writable_folder(Path(options.tiles_csv).resolve().parent, "the tiles CSV (--tiles-csv)",
+                              ScoringConfigError)
     if options.masks_dir is not None:
-        check_writable_folder(Path(options.masks_dir).resolve(), "masks (--masks-dir)")
+        check_writable_folder(Path(options.masks_dir).resolve(), "masks (--masks-dir)", ScoringConfigError)
     parts_dir = out.with_name(out.name + ".parts")
     paths = find_inputs(inputs, exclude=[parts_dir, *([options.masks_dir] if options.masks_dir else [])])
     if not paths:

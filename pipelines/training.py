@@ -24,6 +24,7 @@ from data_catalog import Catalog
 from models import BundleMetadata, build_model, load_bundle, save_bundle
 from pipelines.calibration import calibrate_predictions
 from pipelines.copy_paste import CopyPaste, cut_panels
+from pipelines.folders import check_writable_folder
 from pipelines.plots import plot_curves, plot_precision_recall
 from pipelines.runtime import Runtime
 from pipelines.training_config import TrainConfig
@@ -157,7 +158,7 @@ def train(config: TrainConfig, progress: bool | None = None) -> TrainResult:
 def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, progress: bool) -> TrainResult:
     out = Path(config.out)
     if distributed.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        check_writable_folder(out, "the training run (--out)")
         (out / CONFIG_FILE).write_text(config.to_json())
     rank_seed = config.seed + RANK_SEED_STRIDE * distributed.rank
     torch.manual_seed(rank_seed)

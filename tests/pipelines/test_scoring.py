@@ -312,12 +312,12 @@ def test_an_output_folder_that_cannot_be_written_stops_the_batch_before_any_scen
 
 
 def test_an_output_folder_without_write_permission_is_named_with_the_reason(tmp_path, monkeypatch):
-    from pipelines import export
+    from pipelines import folders
 
     def refuse(dir):  # what the OS says of a folder the user may not write (tests may run as root)
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(export.tempfile, "TemporaryFile", refuse)
+    monkeypatch.setattr(folders.tempfile, "TemporaryFile", refuse)
     with pytest.raises(ScoringConfigError, match=f"^{re.escape(str(tmp_path))}: cannot write the output "
                                                  r"\(--out\) there \(Permission denied\)"):
         _score([tmp_path], tmp_path / "panels.geojson")
