@@ -22,13 +22,7 @@ from tqdm import tqdm
 from pipelines.acceleration import COMPILE_POLICIES
 from pipelines.errors import ScoringConfigError, ScoringError
 from pipelines.executors import EXECUTORS, open_executor
-from pipelines.export import (
-    atomic_path,
-    check_output_path,
-    combine,
-    write_panels,
-    write_tiles_csv,
-)
+from pipelines.export import atomic_path, check_output_path, combine, write_panels, write_tiles_csv
 from pipelines.folders import check_writable_folder
 from pipelines.manifest import Manifest, SceneRecord, file_checksum
 from pipelines.options import checked_values
