@@ -11,11 +11,19 @@ import numpy as np
 _FULL_SCALE = {np.dtype("uint8"): 255.0, np.dtype("uint16"): 65535.0, np.dtype("int16"): 32767.0}
 
 
-def to_unit_range(pixels: np.ndarray) -> np.ndarray:
-    """Scale raw pixels (any band layout) to float32 in [0, 1] by their data type."""
-    scale = _FULL_SCALE.get(pixels.dtype)
+def full_scale(dataset, band: int = 1) -> float | None:
+    """The full-scale value a raster declares for its integer band ``band`` (GDAL's ``NBITS``, e.g. 12 for 12-bit
+    data stored as uint16: 4095), or None where it declares none and its data type's range applies."""
+    nbits = dataset.tags(band, ns="IMAGE_STRUCTURE").get("NBITS")
+    return float(2 ** int(nbits) - 1) if nbits is not None and nbits.isdigit() else None
+
+
+def to_unit_range(pixels: np.ndarray, scale: float | None = None) -> np.ndarray:
+    """Scale raw pixels (any band layout) to float32 in [0, 1] by their data type, or for integer pixels by the
+    ``scale`` a raster declares (``full_scale``)."""
+    scale = _FULL_SCALE.get(pixels.dtype) if scale is None or pixels.dtype not in _FULL_SCALE else scale
     if scale is not None:
-        return pixels.astype(np.float32) / np.float32(scale)
+        return np.clip(pixels.astype(np.float32) / np.float32(scale), 0.0, 1.0)
     if np.issubdtype(pixels.dtype, np.floating):
         return np.clip(pixels, 0.0, 1.0).astype(np.float32, copy=False)
     raise ValueError(f"unsupported pixel data type {pixels.dtype}; expected uint8, uint16, int16 or float")

@@ -44,6 +44,7 @@ class SceneReader:
         self._local = threading.local()
         self._handles: list[rasterio.DatasetReader] = []
         self._lock = threading.Lock()
+        self._brightest = 0  # the highest valid 16-bit value read, where no full-scale value is declared
 
     def __enter__(self) -> Self:
         return self
@@ -102,9 +103,32 @@ class SceneReader:
         with stage("normalise"):
             pixels = np.zeros((raw.shape[0], tile.size, tile.size), np.float32)
             mask = np.zeros((tile.size, tile.size), bool)
-            pixels[:, :h, :w] = np.where(valid, normalise(to_unit_range(raw), self._mean, self._std), 0.0)
+            pixels[:, :h, :w] = np.where(
+                valid, normalise(to_unit_range(raw, self.scene.full_scale), self._mean, self._std), 0.0
+            )
             mask[:h, :w] = valid
+        if raw.dtype.itemsize == 2 and self.scene.full_scale is None and valid.any():
+            brightest = int(raw[:, valid].max())
+            with self._lock:
+                self._brightest = max(self._brightest, brightest)
         return pixels, mask
+
+    def dim_range_warning(self) -> str | None:
+        """A warning for a 16-bit scene whose pixels read so far use at most a sixteenth of the type's range (as
+        11- or 12-bit data stored as 16 bits does) without declaring its bit depth: scaled by the type's full
+        range, the model sees it almost black."""
+        dtype = np.dtype(self.scene.dtype)
+        if dtype.itemsize != 2 or self.scene.full_scale is not None or self._brightest == 0:
+            return None
+        top = np.iinfo(dtype).max
+        if self._brightest > top // 16:
+            return None
+        bits = max(8, int(self._brightest).bit_length())
+        return (
+            f"{self.scene.path}: its {dtype} pixels reach only {self._brightest} of {top}, so scaled by {top} the "
+            f"model sees them almost black; if it holds {bits}-bit data, declare it (gdal_translate -co NBITS={bits}) "
+            f"or rescale it to 8 bits (gdal_translate -ot Byte -scale 0 {2**bits - 1} 0 255) and score it again"
+        )
 
     def read_valid(self, window: Window) -> np.ndarray:
         """Validity of the source pixels in ``window`` (source grid, no resampling)."""

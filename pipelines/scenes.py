@@ -16,6 +16,7 @@ from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from pipelines.errors import BandLayoutError, MissingGeoreferenceError, SceneReadError
+from pipelines.normalisation import full_scale
 
 RASTER_SUFFIXES = frozenset({".tif", ".tiff", ".vrt", ".jp2", ".png", ".jpg", ".jpeg"})
 # Band order assumed for bands that carry no colour interpretation or description (e.g. 4-band RGBN GeoTIFFs).
@@ -43,6 +44,7 @@ class Scene:
     band_indexes: tuple[int, ...]  # 1-based source bands in the model's band order
     # A colour-mapped raster's lookup: for each index, the model's bands in order, then alpha (0: transparent).
     palette: np.ndarray | None = field(default=None, compare=False)
+    full_scale: float | None = None  # the integer value that is full brightness when the raster declares one
 
     @property
     def georeferenced(self) -> bool:
@@ -117,6 +119,7 @@ def open_scene(path: Path, bands: list[str], gsd_m: float | None = None) -> Scen
                     gsd_m=gsd,
                     band_indexes=band_indexes,
                     palette=palette,
+                    full_scale=None if palette is not None else full_scale(src, band_indexes[0]),
                 )
     except RasterioError as exc:
         raise SceneReadError(

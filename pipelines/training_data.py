@@ -21,7 +21,7 @@ from data_catalog import LabelledItem
 from data_catalog.labels import load_mask
 from data_catalog.rasters import open_raster
 from pipelines.copy_paste import CopyPaste
-from pipelines.normalisation import normalise, to_unit_range
+from pipelines.normalisation import full_scale, normalise, to_unit_range
 from pipelines.scenes import palette_colours
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,8 @@ def read_image_bands(path, bands: int) -> np.ndarray:
         if len(indexes) < bands:
             raise ValueError(f"{path}: has {len(indexes)} colour bands, the model needs {bands}")
         pixels = src.read(indexes)
-    return np.moveaxis(to_unit_range(pixels), 0, -1)
+        scale = full_scale(src, indexes[0])
+    return np.moveaxis(to_unit_range(pixels, scale), 0, -1)
 
 
 def _resample(array: np.ndarray, scale: float, is_mask: bool) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import math
 import os
 from collections import Counter
@@ -39,6 +40,8 @@ from pipelines.vectorising import PixelPolygons, StripVectoriser, clean, join_ac
 
 if TYPE_CHECKING:
     from pipelines.scoring import ScoreOptions
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -265,6 +268,8 @@ def score_unit(
                 if masks is not None:
                     masks.close(keep=finished)
             mask_path = masks.path if masks is not None else None
+    if (warning := reader.dim_range_warning()) is not None:
+        log.warning(warning)
     return UnitResult(unit, vectoriser.polygons(), tile_probability, scored, segmented, mask_path)
 
 

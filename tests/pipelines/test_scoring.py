@@ -283,26 +283,15 @@ def test_bad_inputs_are_reported_and_the_rest_is_scored(tmp_path):
     assert sorted(failed_lines) == sorted(f"failed: {reason}" for reason in reasons.values())
 
 
-class _CountingPredictor(DarkBluePredictor):
-    def __init__(self) -> None:
-        super().__init__()
-        self.batches = 0
-
-    def predict(self, batch):
-        self.batches += 1
-        return super().predict(batch)
-
-
 @pytest.mark.parametrize("where", ["out", "tiles_csv", "masks_dir"])
 def test_an_output_folder_that_cannot_be_written_stops_the_batch_before_any_scene(tmp_path, where):
-    (tmp_path / "in").mkdir()
     write_scene(tmp_path / "in" / "a.tif", width=40, height=40, panels=[(5, 5, 15, 25)])
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     outputs = {"out": tmp_path / "out" / "panels.geojson", "tiles_csv": None, "masks_dir": None}
     outputs[where] = blocker if where == "masks_dir" else blocker / "panels.geojson" if where == "out" \
         else blocker / "tiles.csv"
-    predictor = _CountingPredictor()
+    predictor = DarkBluePredictor()
     option = "--" + where.replace("_", "-")
     with pytest.raises(ScoringConfigError, match=f"^{re.escape(str(blocker))}: is a file, not a folder, so .*"
                                                  f"\\({option}\\) cannot be written in it"):
@@ -324,12 +313,41 @@ def test_an_output_folder_without_write_permission_is_named_with_the_reason(tmp_
 
 
 def test_output_folders_are_created(tmp_path):
-    (tmp_path / "in").mkdir()
     write_scene(tmp_path / "in" / "a.tif", width=40, height=40, panels=[(5, 5, 15, 25)])
     out = tmp_path / "new" / "deeper" / "panels.geojson"
     summary = _score([tmp_path / "in"], out, tiles_csv=tmp_path / "csv" / "tiles.csv", masks_dir=tmp_path / "m")
     assert summary.exit_code == 0 and out.is_file() and (tmp_path / "csv" / "tiles.csv").is_file()
     assert [p.name for p in (tmp_path / "m").iterdir()] == ["a.tif"]
+
+
+def test_12_bit_data_that_declares_its_bit_depth_scores_as_its_8_bit_original(tmp_path):
+    panels = [(5, 5, 15, 25)]
+    write_scene(tmp_path / "8" / "a.tif", width=40, height=40, panels=panels)
+    write_scene(tmp_path / "12" / "a.tif", width=40, height=40, panels=panels, dtype="uint16", bits=12,
+                declare_bits=True)
+    eight, twelve = (_score([tmp_path / d], tmp_path / f"{d}.geojson") for d in ("8", "12"))
+    assert eight.panels == twelve.panels == 1
+    a, b = (gpd.read_file(tmp_path / f"{d}.geojson") for d in ("8", "12"))
+    assert a.geometry.iloc[0].equals_exact(b.geometry.iloc[0], 1e-9)
+
+
+def test_16_bit_data_using_a_sixteenth_of_its_range_without_saying_so_is_warned_about(tmp_path, caplog):
+    panels = [(5, 5, 15, 25)]
+    dim = write_scene(tmp_path / "dim" / "a.tif", width=40, height=40, panels=panels, dtype="uint16", bits=12)
+    declared = tmp_path / "declared" / "a.tif"
+    write_scene(declared, width=40, height=40, panels=panels, dtype="uint16", bits=12, declare_bits=True)
+    full = tmp_path / "full" / "a.tif"
+    write_scene(full, width=40, height=40, panels=panels, dtype="uint16")
+    with caplog.at_level("WARNING", logger="pipelines.units"):
+        _score([dim.path], tmp_path / "dim.geojson")
+    [warning] = [r.getMessage() for r in caplog.records]
+    brightest = int(rasterio.open(dim.path).read().max())
+    assert warning.startswith(f"{dim.path}: its uint16 pixels reach only {brightest} of 65535")
+    assert "gdal_translate -co NBITS=12" in warning and "-scale 0 4095 0 255" in warning
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="pipelines.units"):
+        _score([declared, full], tmp_path / "fine.geojson")
+    assert not caplog.records
 
 
 def test_resume_skips_finished_scenes(tmp_path):
