@@ -21,9 +21,10 @@ def full_scale(dataset, band: int = 1) -> float | None:
 def to_unit_range(pixels: np.ndarray, scale: float | None = None) -> np.ndarray:
     """Scale raw pixels (any band layout) to float32 in [0, 1] by their data type, or for integer pixels by the
     ``scale`` a raster declares (``full_scale``)."""
-    scale = _FULL_SCALE.get(pixels.dtype) if scale is None or pixels.dtype not in _FULL_SCALE else scale
-    if scale is not None:
-        return np.clip(pixels.astype(np.float32) / np.float32(scale), 0.0, 1.0)
+    if pixels.dtype in _FULL_SCALE:
+        if scale is None:
+            return pixels.astype(np.float32) / np.float32(_FULL_SCALE[pixels.dtype])
+        return np.clip(pixels.astype(np.float32) / np.float32(scale), 0.0, 1.0)  # values past the declared depth
     if np.issubdtype(pixels.dtype, np.floating):
         return np.clip(pixels, 0.0, 1.0).astype(np.float32, copy=False)
     raise ValueError(f"unsupported pixel data type {pixels.dtype}; expected uint8, uint16, int16 or float")

@@ -44,7 +44,11 @@ class SceneReader:
         self._local = threading.local()
         self._handles: list[rasterio.DatasetReader] = []
         self._lock = threading.Lock()
-        self._brightest = 0  # the highest valid 16-bit value read, where no full-scale value is declared
+        # 16-bit scenes that declare no bit depth: the highest valid value read, for ``dim_range_warning``
+        self._tracks_range = (
+            np.dtype(scene.dtype).itemsize == 2 and scene.full_scale is None and scene.palette is None
+        )
+        self._brightest = 0
 
     def __enter__(self) -> Self:
         return self
@@ -107,7 +111,7 @@ class SceneReader:
                 valid, normalise(to_unit_range(raw, self.scene.full_scale), self._mean, self._std), 0.0
             )
             mask[:h, :w] = valid
-        if raw.dtype.itemsize == 2 and self.scene.full_scale is None and valid.any():
+        if self._tracks_range and valid.any():
             brightest = int(raw[:, valid].max())
             with self._lock:
                 self._brightest = max(self._brightest, brightest)
@@ -117,9 +121,9 @@ class SceneReader:
         """A warning for a 16-bit scene whose pixels read so far use at most a sixteenth of the type's range (as
         11- or 12-bit data stored as 16 bits does) without declaring its bit depth: scaled by the type's full
         range, the model sees it almost black."""
-        dtype = np.dtype(self.scene.dtype)
-        if dtype.itemsize != 2 or self.scene.full_scale is not None or self._brightest == 0:
+        if not self._tracks_range or self._brightest == 0:
             return None
+        dtype = np.dtype(self.scene.dtype)
         top = np.iinfo(dtype).max
         if self._brightest > top // 16:
             return None

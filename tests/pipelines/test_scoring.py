@@ -289,8 +289,8 @@ def test_an_output_folder_that_cannot_be_written_stops_the_batch_before_any_scen
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     outputs = {"out": tmp_path / "out" / "panels.geojson", "tiles_csv": None, "masks_dir": None}
-    outputs[where] = blocker if where == "masks_dir" else blocker / "panels.geojson" if where == "out" \
-        else blocker / "tiles.csv"
+    blocked = {"out": blocker / "panels.geojson", "tiles_csv": blocker / "tiles.csv", "masks_dir": blocker}
+    outputs[where] = blocked[where]
     predictor = DarkBluePredictor()
     option = "--" + where.replace("_", "-")
     with pytest.raises(ScoringConfigError, match=f"^{re.escape(str(blocker))}: is a file, not a folder, so .*"
