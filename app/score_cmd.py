@@ -52,6 +52,11 @@ def score(
     gate: Annotated[
         bool, typer.Option("--gate/--no-gate", help="Skip segmenting tiles the classifier calls empty.")
     ] = True,
+    tta: Annotated[
+        bool,
+        typer.Option("--tta/--no-tta", help="Average each segmented tile's panel map over its eight flips and quarter "
+                                             "turns: tighter outlines, up to 8x the model time on tiles with panels."),
+    ] = False,
     min_area: Annotated[float, typer.Option(min=0.0, help="Drop polygons smaller than this (m2).")] = 1.0,
     regularise: Annotated[
         bool,
@@ -94,6 +99,7 @@ def score(
             workers=workers,
             threshold=threshold,
             gate=gate,
+            tta=tta,
             min_area_m2=min_area,
             regularise=regularise,
             resume=resume,

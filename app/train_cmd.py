@@ -71,6 +71,9 @@ def evaluate(
     as_scored: Annotated[bool, typer.Option(
         "--as-scored", help="Also score each item with a drawn label as `solarscan score` does (tiled, blended, "
                             "gated) and judge those masks (scored_pixel_iou, scored_panel_area_relative_error).")] = False,
+    tta: Annotated[bool, typer.Option(
+        "--tta", help="Judge pixel maps averaged over flips and quarter turns, as `solarscan score --tta` makes "
+                      "them, at the bundle's threshold for that.")] = False,
 ) -> None:
     """Tile, pixel, panel-object and area metrics of a bundle on a catalog split, per source."""
     from data_catalog import CatalogError
@@ -83,7 +86,7 @@ def evaluate(
     try:
         if json_path is not None:
             check_writable_folder(json_path.resolve().parent, "the report (--json)")
-        report = run(catalog, model, split, device=device, precision=precision, as_scored=as_scored)
+        report = run(catalog, model, split, device=device, precision=precision, as_scored=as_scored, tta=tta)
     except (CatalogError, ModelError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -100,6 +103,9 @@ def calibrate(
     out: Annotated[Path | None, typer.Option(help="Write the calibrated bundle here (default: in place).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
+    tta: Annotated[bool, typer.Option(
+        "--tta", help="Choose the pixel threshold for `solarscan score --tta` instead (maps averaged over flips "
+                      "and quarter turns; eight times the model time).")] = False,
 ) -> None:
     """Choose a bundle's tile threshold (best accuracy over sources with both classes) on a catalog split."""
     from data_catalog import CatalogError
@@ -108,7 +114,7 @@ def calibrate(
 
     _check_split(split)
     try:
-        report = run(catalog, model, split, tune_pixel, out, device=device, precision=precision)
+        report = run(catalog, model, split, tune_pixel, out, device=device, precision=precision, tta=tta)
     except (CatalogError, ModelError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -12,6 +12,7 @@ import numpy as np
 from models import load_bundle, rewrite_metadata
 from pipelines.folders import check_writable_folder
 from pipelines.metrics import PixelCounter
+from pipelines.predictors import TTA_PIXEL_THRESHOLD
 from pipelines.runtime import Runtime
 from pipelines.training_data import PreparedItem
 
@@ -89,21 +90,29 @@ def calibrate_predictions(prepared: list[PreparedItem], predictions: list[tuple[
 
 
 def calibrate(catalog_dir: Path, bundle_path: Path, split: str = "val", tune_pixel: bool = False,
-              out: Path | None = None, device: str = "auto", precision: str = "auto") -> dict[str, Any]:
+              out: Path | None = None, device: str = "auto", precision: str = "auto",
+              tta: bool = False) -> dict[str, Any]:
     """Choose the bundle's thresholds on ``split`` and write them into the bundle (``out``, default in place).
 
-    Returns ``{"model", "split", "items", "thresholds", "scores"}``, which is also recorded in the bundle's
-    metrics under ``calibration``.
+    With ``tta`` the pixel threshold is chosen on maps averaged over flips and turns and written as the one for
+    scoring with test-time augmentation (``TTA_PIXEL_THRESHOLD``), leaving the plain one as it is; the tile
+    threshold is the same either way (test-time augmentation leaves the classifier alone).
+
+    Returns ``{"model", "split", "tta", "items", "thresholds", "scores"}``, which is also recorded in the bundle's
+    metrics under ``calibration`` (``calibration_tta`` with ``tta``).
     """
     from pipelines.evaluation import predict_split
 
     check_writable_folder(Path(out or bundle_path).resolve().parent, "the calibrated bundle (--out)")
     bundle = load_bundle(bundle_path)
-    prepared, predictions = predict_split(catalog_dir, bundle, split, Runtime.resolve(device, precision))
-    chosen = calibrate_predictions(prepared, predictions, tune_pixel)
+    prepared, predictions = predict_split(catalog_dir, bundle, split, Runtime.resolve(device, precision), tta)
+    chosen = calibrate_predictions(prepared, predictions, tune_pixel or tta)
+    if tta:
+        chosen["thresholds"][TTA_PIXEL_THRESHOLD] = chosen["thresholds"].pop("pixel")
     metadata = bundle.metadata
     metadata.thresholds = {**metadata.thresholds, **chosen["thresholds"]}
-    report = {"model": str(bundle_path), "split": split, "items": len(prepared), **chosen}
-    metadata.metrics = {**metadata.metrics, "calibration": {k: v for k, v in report.items() if k != "model"}}
+    report = {"model": str(bundle_path), "split": split, "tta": tta, "items": len(prepared), **chosen}
+    record = "calibration_tta" if tta else "calibration"
+    metadata.metrics = {**metadata.metrics, record: {k: v for k, v in report.items() if k != "model"}}
     rewrite_metadata(bundle_path, metadata, out)
     return report

@@ -16,7 +16,7 @@ from data_catalog.labels import load_mask
 from data_catalog.rasters import open_raster
 from models import Bundle, load_bundle
 from pipelines.metrics import AreaCounter, ObjectCounter, PixelCounter
-from pipelines.predictors import GATE_FRACTION, Predictor, predictor_for
+from pipelines.predictors import GATE_FRACTION, Predictor, pixel_threshold, predictor_for
 from pipelines.runtime import Runtime
 from pipelines.scoring import ScoreOptions, score
 from pipelines.training_data import PreparedItem, has_reliable_label, prepare_items
@@ -29,10 +29,10 @@ WEAK_POSITIVE_BEFORE_YEAR = 2020  # registry plants in operation before this yea
 OBJECT_MIN_IOU = 0.5
 
 
-def predict_split(catalog_dir: Path, bundle: Bundle, split: str,
-                  runtime: Runtime) -> tuple[list[PreparedItem], list[tuple[float, np.ndarray]]]:
+def predict_split(catalog_dir: Path, bundle: Bundle, split: str, runtime: Runtime,
+                  tta: bool = False) -> tuple[list[PreparedItem], list[tuple[float, np.ndarray]]]:
     """The reliably labelled items of ``split`` at the bundle's ground sample distance, and the bundle's
-    (tile probability, pixel probability map) for each."""
+    (tile probability, pixel probability map) for each (``tta``: maps averaged over flips and turns)."""
     meta = bundle.metadata
     items = Catalog.open(catalog_dir).items(split)
     reliable = [i for i in items if has_reliable_label(i, WEAK_POSITIVE_BEFORE_YEAR - 1)]
@@ -42,28 +42,31 @@ def predict_split(catalog_dir: Path, bundle: Bundle, split: str,
     if not prepared:
         raise ValueError(f"catalog {catalog_dir} has no readable items in split {split!r}")
     model = runtime.prepare(bundle.model)
-    return prepared, predict_prepared(model, prepared, meta.norm_mean, meta.norm_std, runtime, meta.tile_size)
+    return prepared, predict_prepared(model, prepared, meta.norm_mean, meta.norm_std, runtime, meta.tile_size,
+                                      tta=tta)
 
 
 def evaluate(catalog_dir: Path, bundle_path: Path, split: str = "test", device: str = "auto",
-             precision: str = "auto", as_scored: bool = False) -> dict[str, Any]:
-    """Score every reliably labelled item of ``split`` with the bundle at its own thresholds.
+             precision: str = "auto", as_scored: bool = False, tta: bool = False) -> dict[str, Any]:
+    """Score every reliably labelled item of ``split`` with the bundle at its own thresholds; with ``tta``, pixel
+    maps are averaged over flips and turns and judged at the bundle's threshold for that (``pixel_threshold``).
 
-    Returns ``{"model", "split", "data_version", "items", "thresholds", "metrics"}``; ``metrics`` keys are
+    Returns ``{"model", "split", "tta", "data_version", "items", "thresholds", "metrics"}``; ``metrics`` keys are
     ``<group>_<name>`` overall and ``<source>/<group>_<name>`` per source (see :func:`score_items`), and with
     ``as_scored`` those of :func:`scored_pixel_metrics` too.
     """
     bundle, runtime = load_bundle(bundle_path), Runtime.resolve(device, precision)
     meta = bundle.metadata
-    prepared, predictions = predict_split(catalog_dir, bundle, split, runtime)
-    metrics = score_items(prepared, predictions, meta.thresholds["tile"], meta.thresholds["pixel"],
+    prepared, predictions = predict_split(catalog_dir, bundle, split, runtime, tta)
+    thresholds = {"tile": meta.thresholds["tile"], "pixel": pixel_threshold(meta, tta)}
+    metrics = score_items(prepared, predictions, thresholds["tile"], thresholds["pixel"],
                           outline_min_pixels=ScoreOptions().min_area_m2 / meta.gsd_m**2)
     if as_scored:
         drawn = [p.item for p in prepared if p.item.label_kind != "presence"]
-        metrics.update(scored_pixel_metrics(drawn, predictor_for(bundle, runtime)))
+        metrics.update(scored_pixel_metrics(drawn, predictor_for(bundle, runtime, tta=tta)))
     return {
-        "model": str(bundle_path), "split": split, "data_version": meta.data_version, "items": len(prepared),
-        "thresholds": dict(meta.thresholds), "metrics": metrics,
+        "model": str(bundle_path), "split": split, "tta": tta, "data_version": meta.data_version,
+        "items": len(prepared), "thresholds": thresholds, "metrics": metrics,
     }
 
 

@@ -6,7 +6,8 @@ The trained detector is one implementation (``ModelPredictor``); anything with t
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -22,6 +23,7 @@ from pipelines.acceleration import (
     inference_copy,
     package_path,
 )
+from pipelines.dihedral import dihedral_mean
 from pipelines.errors import ModelNotFoundError, ScoringConfigError
 from pipelines.runtime import Runtime
 from pipelines.tiling import SIZE_STEP, batch_tiles, tile_starts, tile_window
@@ -33,6 +35,7 @@ DEFAULT_BUNDLE_NAME = "solarscan-res2netplus50.safetensors"
 # The decoder runs on tiles whose panel probability reaches this fraction of the bundle's tile threshold, so the
 # gate only skips tiles the classifier is sure about.
 GATE_FRACTION = 0.5
+TTA_PIXEL_THRESHOLD = "pixel_tta"  # the bundle's pixel threshold chosen for scoring with test-time augmentation
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,9 @@ class ModelPredictor:
 
     The model runs as an inference copy with its BatchNorms folded and its weights in the runtime's reduced
     precision; ``plan`` compiles the encoder when the job is big enough to pay for it (``compile``: 'auto', 'on'
-    or 'off').
+    or 'off'). With ``tta`` each segmented tile's pixel map is the mean over its eight flips and quarter turns
+    (``dihedral_mean``), and the predictor's metadata carries the bundle's pixel threshold for that
+    (``pixel_threshold``); tile probabilities are the classifier's on the tile as it is, either way.
     """
 
     def __init__(
@@ -70,9 +75,17 @@ class ModelPredictor:
         gate: bool = True,
         gate_threshold: float | None = None,
         compile: str = "auto",
+        tta: bool = False,
     ):
         compile_pays(compile, 0, runtime)  # rejects an unknown policy now rather than at the first big job
         self.metadata = bundle.metadata
+        self.tta = tta
+        if tta:
+            if TTA_PIXEL_THRESHOLD not in bundle.metadata.thresholds:
+                log.warning("%s: no pixel threshold chosen for test-time augmentation; using the plain one "
+                            "(solarscan calibrate --tta chooses it)", bundle.path or "bundle")
+            thresholds = {**bundle.metadata.thresholds, "pixel": pixel_threshold(bundle.metadata, tta=True)}
+            self.metadata = replace(bundle.metadata, thresholds=thresholds)
         self.runtime = runtime
         self.model = runtime.prepare(inference_copy(bundle.model, runtime.autocast_dtype))
         self.dtype = next(self.model.parameters()).dtype
@@ -85,7 +98,7 @@ class ModelPredictor:
             self.metadata.thresholds["tile"] * GATE_FRACTION if gate_threshold is None else gate_threshold
         )
         stem = bundle.path.stem if bundle.path else self.metadata.architecture
-        self.name = f"{stem} ({self.metadata.architecture} {self.metadata.package_version})"
+        self.name = f"{stem} ({self.metadata.architecture} {self.metadata.package_version}{', tta' if tta else ''})"
 
     def __getstate__(self) -> dict:
         """Pickled (e.g. for other processes) without a compiled encoder, which each process makes for itself."""
@@ -138,9 +151,28 @@ class ModelPredictor:
             chosen = tile >= self.gate_threshold if self.gate else torch.ones_like(tile, dtype=torch.bool)
             maps = torch.zeros((n, h, w), dtype=torch.float32, device=tile.device)
             if bool(chosen.any()):
-                logits = self.model.segment([f[chosen] for f in features], (h, w))
-                maps[chosen] = torch.sigmoid(logits.float())[:, 0]
+                maps[chosen] = self._pixel_probability(x[chosen], [f[chosen] for f in features], encode)
         return TileScores(tile.cpu().numpy(), maps.cpu().numpy(), chosen.cpu().numpy())
+
+    def _pixel_probability(self, x: torch.Tensor, features: list[torch.Tensor],
+                           encode: Callable[[torch.Tensor], list[torch.Tensor]]) -> torch.Tensor:
+        """Pixel panel probabilities (N, H, W) of tiles ``x`` whose encoder ``features`` are at hand."""
+        size = tuple(x.shape[-2:])
+
+        def probability(tiles: torch.Tensor, known: list[torch.Tensor] | None = None) -> torch.Tensor:
+            # A turned view is laid out again as the (compiled) encoder expects its input.
+            logits = self.model.segment(known or encode(self.runtime.to_input(tiles)), size)
+            return torch.sigmoid(logits.float())[:, 0]
+
+        first = probability(x, features)
+        return dihedral_mean(x, probability, first) if self.tta else first
+
+
+def pixel_threshold(metadata: BundleMetadata, tta: bool) -> float:
+    """The bundle's pixel threshold for scoring with or without test-time augmentation (``--tta``); a bundle
+    calibrated without it uses its plain threshold for both."""
+    thresholds = metadata.thresholds
+    return thresholds.get(TTA_PIXEL_THRESHOLD, thresholds["pixel"]) if tta else thresholds["pixel"]
 
 
 def tile_logits(model: models.PanelNet, features: list[torch.Tensor], window: int) -> torch.Tensor:
@@ -174,6 +206,7 @@ def load_predictor(
     gate: bool = True,
     gate_threshold: float | None = None,
     compile: str = "auto",
+    tta: bool = False,
 ) -> ModelPredictor:
     """Load a bundle (the shipped one when ``bundle_path`` is None) onto a device as a predictor."""
     path = bundle_path or default_bundle_path()
@@ -186,11 +219,11 @@ def load_predictor(
         raise ModelNotFoundError(str(exc)) from None
     except (ModelError, ValueError) as exc:
         raise ScoringConfigError(str(exc)) from None
-    return predictor_for(bundle, runtime, gate=gate, gate_threshold=gate_threshold, compile=compile)
+    return predictor_for(bundle, runtime, gate=gate, gate_threshold=gate_threshold, compile=compile, tta=tta)
 
 
 def predictor_for(bundle: Bundle, runtime: Runtime, gate: bool = True, gate_threshold: float | None = None,
-                  compile: str = "auto") -> ModelPredictor:
+                  compile: str = "auto", tta: bool = False) -> ModelPredictor:
     """A loaded bundle as a predictor; it must hold a PanelNet detector."""
     if not isinstance(bundle.model, models.PanelNet):
         where = bundle.path or "bundle"
@@ -198,4 +231,4 @@ def predictor_for(bundle: Bundle, runtime: Runtime, gate: bool = True, gate_thre
             f"{where}: bundle holds a {bundle.metadata.architecture!r} model, not a PanelNet detector; "
             "pass a detector bundle"
         )
-    return ModelPredictor(bundle, runtime, gate=gate, gate_threshold=gate_threshold, compile=compile)
+    return ModelPredictor(bundle, runtime, gate=gate, gate_threshold=gate_threshold, compile=compile, tta=tta)

@@ -39,6 +39,7 @@ _RESULT_OPTIONS = (
     "threshold",
     "gate",
     "gate_threshold",
+    "tta",
     "overlap",
     "min_area_m2",
     "simplify_px",
@@ -63,6 +64,7 @@ class ScoreOptions:
     threshold: float | None = None  # pixel probability threshold for panels
     gate: bool = True  # skip the decoder on tiles the classifier calls empty
     gate_threshold: float | None = None  # default: half the bundle's tile threshold
+    tta: bool = False  # each segmented tile's pixel map averaged over its eight flips and quarter turns
     overlap: float = DEFAULT_OVERLAP  # tile overlap as a fraction of the classifier window (``tiling``)
     min_area_m2: float = 1.0  # smaller polygons are speckle
     simplify_px: float = 0.5  # simplification tolerance in source pixels (0: none)
@@ -193,6 +195,7 @@ def score(
             options.gate,
             options.gate_threshold,
             options.compile,
+            options.tta,
         )
     fingerprint = _fingerprint(predictor, options)
     manifest_path = out.with_name(out.name + ".manifest.json")

@@ -10,6 +10,7 @@ import torch
 from affine import Affine
 
 from models import PanelNet
+from pipelines.dihedral import dihedral_mean
 from pipelines.metrics import PixelCounter, tile_metrics
 from pipelines.normalisation import normalise
 from pipelines.predictors import tile_logits
@@ -24,11 +25,12 @@ PIXEL_THRESHOLD = 0.5
 @torch.inference_mode()
 def predict_prepared(model: PanelNet, prepared: list[PreparedItem], mean: list[float], std: list[float],
                      runtime: Runtime, tile_size: int | None = None, batch_pixels: int = 16 * 128 * 128,
-                     ) -> list[tuple[float, np.ndarray]]:
+                     tta: bool = False) -> list[tuple[float, np.ndarray]]:
     """(tile probability, pixel probability map) for every item, batching items of the same size
     (about ``batch_pixels`` pixels per batch, so large scenes go one at a time).
 
-    The pixel map comes from one pass over the whole item. An item larger than ``tile_size`` in either
+    The pixel map comes from one pass over the whole item (with ``tta``, the mean of the passes over its eight
+    flips and quarter turns, as ``solarscan score --tta`` makes it). An item larger than ``tile_size`` in either
     direction takes, as scoring decides a scene, the highest classifier probability over the windows of its
     scoring tiles (``scene_tiles``, ``tile_logits``): one pass over the whole image pools the classifier over far
     more ground than it was trained to judge and dilutes a small panel below the threshold.
@@ -45,7 +47,7 @@ def predict_prepared(model: PanelNet, prepared: list[PreparedItem], mean: list[f
         for start in range(0, len(indexes), batch_size):
             chunk = indexes[start:start + batch_size]
             images = np.stack([_normalised(prepared[i], mean, std) for i in chunk])
-            tile, pixel = _predict(model, images, runtime)
+            tile, pixel = _predict(model, images, runtime, tta)
             for j, i in enumerate(chunk):
                 if tiled:
                     tile[j] = _max_tile_probability(model, images[j], tile_size, runtime, batch_pixels)
@@ -58,11 +60,16 @@ def _normalised(item: PreparedItem, mean: list[float], std: list[float]) -> np.n
     return normalise(np.moveaxis(item.image.astype(np.float32), -1, 0), mean, std)
 
 
-def _predict(model: PanelNet, images: np.ndarray, runtime: Runtime) -> tuple[np.ndarray, np.ndarray]:
+def _predict(model: PanelNet, images: np.ndarray, runtime: Runtime,
+             tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Tile probabilities (N,) and pixel probabilities (N, H, W) of a normalised batch."""
+    x = runtime.to_input(torch.from_numpy(images))
     with runtime.autocast():
-        out = model(runtime.to_input(torch.from_numpy(images)))
-    return torch.sigmoid(out.tile_logit.float()).cpu().numpy(), torch.sigmoid(out.mask_logit.float())[:, 0].cpu().numpy()
+        out = model(x)
+        pixel = torch.sigmoid(out.mask_logit.float())[:, 0]
+        if tta:
+            pixel = dihedral_mean(x, lambda v: torch.sigmoid(model(v).mask_logit.float())[:, 0], pixel)
+    return torch.sigmoid(out.tile_logit.float()).cpu().numpy(), pixel.cpu().numpy()
 
 
 def _max_tile_probability(model: PanelNet, image: np.ndarray, bundle_tile_size: int, runtime: Runtime,

@@ -37,7 +37,7 @@ class UnitScorer:
         if predictor is None:
             predictor = load_predictor(
                 options.model, options.device, options.precision, options.gate, options.gate_threshold,
-                options.compile,
+                options.compile, options.tta,
             )
         plan_job(predictor, tiles, options.batch_size)
         self.predictor = predictor

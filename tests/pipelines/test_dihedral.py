@@ -1,0 +1,117 @@
+"""Test-time augmentation: the eight views and their inverses, the predictor's averaged maps and thresholds,
+validation, calibration and resumed scoring with ``--tta``."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from fixtures.predictors import fp32_predictor
+from fixtures.scenes import write_scene
+from fixtures.training_catalog import write_training_catalog
+from typer.testing import CliRunner
+
+import models
+from app.cli import cli
+from models import BundleMetadata, build_model, read_metadata, save_bundle
+from pipelines.dihedral import VIEWS, dihedral_mean, unview, view
+from pipelines.predictors import pixel_threshold
+from pipelines.scoring import ScoreOptions, score
+
+
+def _numpy_view(a: np.ndarray, k: int) -> np.ndarray:
+    """View ``k`` written independently with numpy: a left-right flip for k >= 4, then k % 4 turns."""
+    return np.rot90(a[..., ::-1] if k >= 4 else a, k % 4, axes=(-2, -1))
+
+
+def _numpy_unview(a: np.ndarray, k: int) -> np.ndarray:
+    """The inverse of ``_numpy_view``: k % 4 turns back, then the flip undone."""
+    a = np.rot90(a, -(k % 4), axes=(-2, -1))
+    return a[..., ::-1] if k >= 4 else a
+
+
+def test_the_eight_views_are_distinct_and_each_inverse_restores_the_image():
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    views = [view(x, k) for k in range(VIEWS)]
+    assert len({tuple(v[0, 0].flatten().tolist()) for v in views}) == VIEWS
+    for k, v in enumerate(views):
+        np.testing.assert_array_equal(v.numpy(), _numpy_view(x.numpy(), k))
+        np.testing.assert_array_equal(unview(v, k).numpy(), _numpy_unview(v.numpy(), k))
+        assert torch.equal(unview(v, k), x)
+
+
+def test_the_mean_maps_every_views_prediction_back_before_averaging():
+    x = torch.rand(2, 1, 5, 7)  # not square: a quarter turn swaps the axes and the inverse swaps them back
+
+    def predict(t: torch.Tensor) -> torch.Tensor:  # not turn-invariant: depends on the position in the row
+        return torch.cumsum(t[:, 0], dim=-1)
+
+    expected = np.mean([_numpy_unview(np.cumsum(_numpy_view(x.numpy(), k)[:, 0], axis=-1), k)
+                        for k in range(VIEWS)], axis=0)
+    np.testing.assert_allclose(dihedral_mean(x, predict).numpy(), expected, rtol=1e-5)
+    assert not np.allclose(expected, predict(x).numpy())  # the views do disagree
+    # an equivariant prediction (pixel by pixel) is unchanged by averaging
+    np.testing.assert_allclose(dihedral_mean(x, lambda t: torch.sigmoid(t[:, 0])).numpy(),
+                               torch.sigmoid(x[:, 0]).numpy(), rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def detector() -> models.PanelNet:
+    torch.manual_seed(0)
+    return models.create_model("panelnet_res2netplus50").eval()
+
+
+def test_predictor_averages_the_decoders_maps_over_the_views_and_leaves_the_classifier_alone(detector):
+    batch = np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32)
+    plain = fp32_predictor(detector)
+    augmented = fp32_predictor(detector, tta=True)
+    by_hand = np.mean([_numpy_unview(plain.predict(np.ascontiguousarray(_numpy_view(batch, k))).pixel_probability, k)
+                       for k in range(VIEWS)], axis=0)
+    scores = augmented.predict(batch)
+    np.testing.assert_allclose(scores.pixel_probability, by_hand, atol=1e-5)
+    assert not np.allclose(scores.pixel_probability, plain.predict(batch).pixel_probability, atol=1e-3)
+    np.testing.assert_array_equal(scores.tile_probability, plain.predict(batch).tile_probability)
+    assert augmented.name.endswith(", tta)") and "tta" not in plain.name
+
+
+def test_predictor_uses_the_bundles_threshold_for_augmented_maps_or_says_it_has_none(detector, caplog):
+    calibrated = {"tile": 0.4, "pixel": 0.6, "pixel_tta": 0.45}
+    assert fp32_predictor(detector, tta=True, thresholds=calibrated).metadata.thresholds["pixel"] == 0.45
+    assert fp32_predictor(detector, thresholds=calibrated).metadata.thresholds["pixel"] == 0.6
+    with caplog.at_level(logging.WARNING):
+        fallback = fp32_predictor(detector, tta=True, thresholds={"tile": 0.4, "pixel": 0.6})
+    assert fallback.metadata.thresholds["pixel"] == 0.6
+    assert "no pixel threshold chosen for test-time augmentation" in caplog.text
+    assert "solarscan calibrate --tta" in caplog.text
+    assert pixel_threshold(BundleMetadata("a", {}, ["red"], [0.5], [0.2], 0.3, 128, calibrated), tta=True) == 0.45
+
+
+def test_a_batch_scored_with_tta_is_not_resumed_from_a_plain_run(tmp_path, detector):
+    spec = write_scene(tmp_path / "scene.tif", width=64, height=64, panels=[])
+    out = tmp_path / "panels.geojson"
+    first = score([spec.path], out, ScoreOptions(progress=False), fp32_predictor(detector))
+    again = score([spec.path], out, ScoreOptions(progress=False), fp32_predictor(detector))
+    augmented = score([spec.path], out, ScoreOptions(progress=False, tta=True), fp32_predictor(detector, tta=True))
+    assert (first.scored, again.resumed, augmented.scored, augmented.resumed) == (1, 1, 1, 0)
+
+
+def test_calibrate_tta_chooses_the_augmented_pixel_threshold_and_keeps_the_plain_one(tmp_path):
+    catalog = write_training_catalog(tmp_path / "chips").directory
+    torch.manual_seed(0)
+    metadata = BundleMetadata(architecture="panelnet", model_kwargs={"encoder": "res2net_tiny"},
+                              bands=["red", "green", "blue"], norm_mean=[0.4] * 3, norm_std=[0.2] * 3,
+                              gsd_m=0.5, tile_size=32, thresholds={"tile": 0.5, "pixel": 0.55})
+    bundle = save_bundle(tmp_path / "m.safetensors", build_model(metadata), metadata, dtype=torch.float16)
+    out = tmp_path / "calibrated.safetensors"
+    result = CliRunner().invoke(cli, ["calibrate", "--catalog", str(catalog), "--model", str(bundle), "--out",
+                                      str(out), "--tta", "--device", "cpu", "--precision", "fp32"])
+    assert result.exit_code == 0, result.output
+    calibrated = read_metadata(out)
+    record = calibrated.metrics["calibration_tta"]
+    assert record["tta"] is True and "calibration" not in calibrated.metrics
+    assert calibrated.thresholds["pixel"] == 0.55  # the plain threshold is left as it was
+    assert calibrated.thresholds["pixel_tta"] == record["thresholds"]["pixel_tta"]
+    assert 0 < calibrated.thresholds["pixel_tta"] < 1 and "pixel" not in record["thresholds"]
+    assert calibrated.thresholds["tile"] == record["thresholds"]["tile"]
