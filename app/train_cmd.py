@@ -104,7 +104,7 @@ def calibrate(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
     tta: Annotated[bool, typer.Option(
-        "--tta", help="Choose the pixel threshold for `solarscan score --tta` instead (maps averaged over flips "
+        "--tta", help="Choose only the pixel threshold for `solarscan score --tta` (maps averaged over flips "
                       "and quarter turns; eight times the model time).")] = False,
 ) -> None:
     """Choose a bundle's tile threshold (best accuracy over sources with both classes) on a catalog split."""

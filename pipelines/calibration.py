@@ -94,9 +94,9 @@ def calibrate(catalog_dir: Path, bundle_path: Path, split: str = "val", tune_pix
               tta: bool = False) -> dict[str, Any]:
     """Choose the bundle's thresholds on ``split`` and write them into the bundle (``out``, default in place).
 
-    With ``tta`` the pixel threshold is chosen on maps averaged over flips and turns and written as the one for
-    scoring with test-time augmentation (``TTA_PIXEL_THRESHOLD``), leaving the plain one as it is; the tile
-    threshold is the same either way (test-time augmentation leaves the classifier alone).
+    With ``tta`` only the pixel threshold for scoring with test-time augmentation (``TTA_PIXEL_THRESHOLD``) is
+    chosen, on maps averaged over flips and turns; the plain pixel and the tile thresholds are left as they are
+    (test-time augmentation leaves the classifier alone).
 
     Returns ``{"model", "split", "tta", "items", "thresholds", "scores"}``, which is also recorded in the bundle's
     metrics under ``calibration`` (``calibration_tta`` with ``tta``).
@@ -106,9 +106,11 @@ def calibrate(catalog_dir: Path, bundle_path: Path, split: str = "val", tune_pix
     check_writable_folder(Path(out or bundle_path).resolve().parent, "the calibrated bundle (--out)")
     bundle = load_bundle(bundle_path)
     prepared, predictions = predict_split(catalog_dir, bundle, split, Runtime.resolve(device, precision), tta)
-    chosen = calibrate_predictions(prepared, predictions, tune_pixel or tta)
     if tta:
-        chosen["thresholds"][TTA_PIXEL_THRESHOLD] = chosen["thresholds"].pop("pixel")
+        pixel, iou = choose_pixel_threshold(prepared, [m for _, m in predictions])
+        chosen = {"thresholds": {TTA_PIXEL_THRESHOLD: pixel}, "scores": {"pixel_iou": iou}}
+    else:
+        chosen = calibrate_predictions(prepared, predictions, tune_pixel)
     metadata = bundle.metadata
     metadata.thresholds = {**metadata.thresholds, **chosen["thresholds"]}
     report = {"model": str(bundle_path), "split": split, "tta": tta, "items": len(prepared), **chosen}

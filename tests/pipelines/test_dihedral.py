@@ -97,7 +97,7 @@ def test_a_batch_scored_with_tta_is_not_resumed_from_a_plain_run(tmp_path, detec
     assert (first.scored, again.resumed, augmented.scored, augmented.resumed) == (1, 1, 1, 0)
 
 
-def test_calibrate_tta_chooses_the_augmented_pixel_threshold_and_keeps_the_plain_one(tmp_path):
+def test_calibrate_tta_chooses_only_the_augmented_pixel_threshold(tmp_path):
     catalog = write_training_catalog(tmp_path / "chips").directory
     torch.manual_seed(0)
     metadata = BundleMetadata(architecture="panelnet", model_kwargs={"encoder": "res2net_tiny"},
@@ -111,7 +111,5 @@ def test_calibrate_tta_chooses_the_augmented_pixel_threshold_and_keeps_the_plain
     calibrated = read_metadata(out)
     record = calibrated.metrics["calibration_tta"]
     assert record["tta"] is True and "calibration" not in calibrated.metrics
-    assert calibrated.thresholds["pixel"] == 0.55  # the plain threshold is left as it was
-    assert calibrated.thresholds["pixel_tta"] == record["thresholds"]["pixel_tta"]
-    assert 0 < calibrated.thresholds["pixel_tta"] < 1 and "pixel" not in record["thresholds"]
-    assert calibrated.thresholds["tile"] == record["thresholds"]["tile"]
+    assert set(record["thresholds"]) == {"pixel_tta"} and 0 < calibrated.thresholds["pixel_tta"] < 1
+    assert calibrated.thresholds == {"tile": 0.5, "pixel": 0.55, "pixel_tta": record["thresholds"]["pixel_tta"]}
