@@ -28,11 +28,24 @@ def unview(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def dihedral_mean(
-    x: torch.Tensor, predict: Callable[[torch.Tensor], torch.Tensor], first: torch.Tensor | None = None
+    x: torch.Tensor,
+    predict: Callable[[torch.Tensor], torch.Tensor],
+    first: torch.Tensor | None = None,
+    batch: int | None = None,
 ) -> torch.Tensor:
     """Mean of ``predict`` (a map with the input's last two axes, e.g. pixel probabilities) over the eight views
-    of ``x``, each mapped back onto ``x``'s pixels. ``first`` is ``predict(x)`` where the caller already has it."""
+    of ``x``, each mapped back onto ``x``'s pixels. ``first`` is ``predict(x)`` where the caller already has it.
+
+    The seven other views are stacked and handed to ``predict`` in batches of up to ``batch`` items (default: as
+    many as ``x`` holds), so a model that pads short batches to a fixed size gets full ones.
+    """
+    n = len(x)
     total = (predict(x) if first is None else first).float()
-    for k in range(1, VIEWS):
-        total = total + unview(predict(view(x, k)), k).float()
+    square = x.shape[-1] == x.shape[-2]
+    groups = [range(1, VIEWS)] if square else [range(2, VIEWS, 2), range(1, VIEWS, 2)]  # turns swap the axes
+    for views in groups:
+        stacked = torch.cat([view(x, k) for k in views])
+        predicted = torch.cat([predict(part) for part in stacked.split(batch or n)])
+        for k, part in zip(views, predicted.split(n), strict=True):
+            total = total + unview(part, k).float()
     return total / VIEWS

@@ -151,12 +151,14 @@ class ModelPredictor:
             chosen = tile >= self.gate_threshold if self.gate else torch.ones_like(tile, dtype=torch.bool)
             maps = torch.zeros((n, h, w), dtype=torch.float32, device=tile.device)
             if bool(chosen.any()):
-                maps[chosen] = self._pixel_probability(x[chosen], [f[chosen] for f in features], encode)
+                capacity = self._encode_shape[0] if compiled else n  # a compiled encoder pads shorter batches
+                maps[chosen] = self._pixel_probability(x[chosen], [f[chosen] for f in features], encode, capacity)
         return TileScores(tile.cpu().numpy(), maps.cpu().numpy(), chosen.cpu().numpy())
 
     def _pixel_probability(self, x: torch.Tensor, features: list[torch.Tensor],
-                           encode: Callable[[torch.Tensor], list[torch.Tensor]]) -> torch.Tensor:
-        """Pixel panel probabilities (N, H, W) of tiles ``x`` whose encoder ``features`` are at hand."""
+                           encode: Callable[[torch.Tensor], list[torch.Tensor]], batch: int) -> torch.Tensor:
+        """Pixel panel probabilities (N, H, W) of tiles ``x`` whose encoder ``features`` are at hand; with
+        ``tta``, the other views go through ``encode`` in batches of up to ``batch`` tiles."""
         size = tuple(x.shape[-2:])
 
         def probability(tiles: torch.Tensor, known: list[torch.Tensor] | None = None) -> torch.Tensor:
@@ -165,7 +167,7 @@ class ModelPredictor:
             return torch.sigmoid(logits.float())[:, 0]
 
         first = probability(x, features)
-        return dihedral_mean(x, probability, first) if self.tta else first
+        return dihedral_mean(x, probability, first, batch) if self.tta else first
 
 
 def pixel_threshold(metadata: BundleMetadata, tta: bool) -> float:

@@ -113,3 +113,19 @@ def test_calibrate_tta_chooses_only_the_augmented_pixel_threshold(tmp_path):
     assert record["tta"] is True and "calibration" not in calibrated.metrics
     assert set(record["thresholds"]) == {"pixel_tta"} and 0 < calibrated.thresholds["pixel_tta"] < 1
     assert calibrated.thresholds == {"tile": 0.5, "pixel": 0.55, "pixel_tta": record["thresholds"]["pixel_tta"]}
+
+
+def test_the_other_views_reach_the_model_in_batches_of_the_size_asked_for():
+    x = torch.rand(3, 1, 4, 4)
+    sizes: list[int] = []
+
+    def predict(t: torch.Tensor) -> torch.Tensor:
+        sizes.append(len(t))
+        return torch.cumsum(t[:, 0], dim=-1)
+
+    by_three = dihedral_mean(x, predict)
+    assert sizes == [3] + [3] * 7  # the tile itself, then the seven other views three at a time
+    sizes.clear()
+    by_eight = dihedral_mean(x, predict, first=predict(x), batch=8)
+    assert sizes == [3, 8, 8, 5]  # 21 stacked views in full batches
+    np.testing.assert_allclose(by_eight.numpy(), by_three.numpy(), rtol=1e-6)
