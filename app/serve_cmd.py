@@ -24,6 +24,9 @@ def serve(
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Jobs scored at the same time.")] = 1,
     max_upload_mb: Annotated[int, typer.Option(min=1, help="Largest upload request, MiB.")] = 2048,
+    tta: Annotated[
+        bool, typer.Option("--tta/--no-tta", help="Score jobs with test-time augmentation (see solarscan score --tta).")
+    ] = False,
 ) -> None:
     """Serve the scoring API and web map."""
     import uvicorn
@@ -32,6 +35,7 @@ def serve(
     from app.server.auth import ENV_VAR, resolve_api_key
     from app.server.storage import DataDir
     from pipelines.predictors import default_bundle_path
+    from pipelines.scoring import ScoreOptions
 
     if model is not None and not model.is_file():
         typer.echo(f"error: {model}: model bundle not found; pass --model with an existing bundle", err=True)
@@ -58,6 +62,7 @@ def serve(
             model=model,
             workers=workers,
             max_upload_bytes=max_upload_mb << 20,
+            score_options=ScoreOptions(progress=False, tta=tta),
         )
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)

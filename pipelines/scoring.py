@@ -101,6 +101,12 @@ class ScoreOptions:
         if problems:
             raise ScoringConfigError("invalid scoring options: " + "; ".join(problems))
 
+    def load_predictor(self) -> Predictor:
+        """The predictor these options ask for: their bundle on their device and precision, with their gate,
+        compile policy and test-time augmentation."""
+        return load_predictor(self.model, self.device, self.precision, self.gate, self.gate_threshold, self.compile,
+                              self.tta)
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ScoreOptions:
         """Options from a mapping (e.g. a JSON request); unknown keys are rejected."""
@@ -188,15 +194,7 @@ def score(
         )
     given = predictor is not None
     if predictor is None:
-        predictor = load_predictor(
-            options.model,
-            options.device,
-            options.precision,
-            options.gate,
-            options.gate_threshold,
-            options.compile,
-            options.tta,
-        )
+        predictor = options.load_predictor()
     fingerprint = _fingerprint(predictor, options)
     manifest_path = out.with_name(out.name + ".manifest.json")
     manifest = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,7 +23,7 @@ from app.server.schemas import ErrorBody, JobInfo, JobList, job_info
 from app.server.storage import DataDir, JobFiles, check_raster, receive_uploads
 from pipelines.errors import ScoringError
 from pipelines.export import atomic_path
-from pipelines.predictors import Predictor, load_predictor
+from pipelines.predictors import Predictor
 from pipelines.quicklook import render
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -68,7 +69,7 @@ def create_app(config: ServerConfig, predictor_factory: Callable[[], Predictor] 
         runner = JobRunner(
             store,
             data,
-            predictor_factory or (lambda: load_predictor(config.model)),
+            predictor_factory or dataclasses.replace(config.score_options, model=config.model).load_predictor,
             config.workers,
             config.score_options,
         )

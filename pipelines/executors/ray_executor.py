@@ -19,7 +19,7 @@ import ray
 from ray.exceptions import RayActorError, RayError
 
 from pipelines.errors import ScoringConfigError
-from pipelines.predictors import Predictor, load_predictor, plan_job
+from pipelines.predictors import Predictor, plan_job
 from pipelines.units import ScoringUnit, UnitOutcome, score_unit, scoring_failure, tiles_by_size
 
 if TYPE_CHECKING:
@@ -35,10 +35,7 @@ class UnitScorer:
     def __init__(self, predictor: Predictor | None, options: ScoreOptions, tiles: dict[int, int]) -> None:
         self.options = options
         if predictor is None:
-            predictor = load_predictor(
-                options.model, options.device, options.precision, options.gate, options.gate_threshold,
-                options.compile, options.tta,
-            )
+            predictor = options.load_predictor()
         plan_job(predictor, tiles, options.batch_size)
         self.predictor = predictor
 

@@ -11,12 +11,14 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
+import torch
 from fixtures.scenes import DarkBluePredictor, write_scene
 from PIL import Image
 from pyproj import Transformer
 from server_fixtures import make_client, upload, wait_for
 
 from models import BundleMetadata, create_model, save_bundle
+from pipelines.scoring import ScoreOptions
 
 JSON_ERROR_KEYS = {"error", "detail"}
 
@@ -326,6 +328,24 @@ def test_scores_with_a_real_model_bundle(data_dir, roof, tmp_path):
         layer = client.get(job["links"]["panels.geojson"]).json()  # an untrained model: any number of panels
         assert layer["type"] == "FeatureCollection"
         assert all(f["properties"]["model"].startswith("tiny") for f in layer["features"])
+
+
+def test_a_server_configured_for_tta_scores_with_it(data_dir, roof, tmp_path):
+    metadata = BundleMetadata(architecture="panelnet", model_kwargs={"encoder": "res2net_tiny"},
+                              bands=["red", "green", "blue"], norm_mean=[0.4] * 3, norm_std=[0.2] * 3, gsd_m=0.5,
+                              tile_size=64)
+    model = create_model("panelnet", encoder="res2net_tiny")
+    with torch.no_grad():  # sure of a panel everywhere, so the layer has a polygon to name the model on
+        for layer in (model.classifier[-1], model.decoder.logit):
+            layer.weight.zero_()
+            layer.bias.fill_(8.0)
+    bundle = save_bundle(tmp_path / "sure.safetensors", model, metadata)
+    options = ScoreOptions(progress=False, tta=True)
+    with make_client(data_dir, predictor_factory=None, model=bundle, score_options=options) as client:
+        job = wait_for(client, upload(client, ("roof.tif", roof.path.read_bytes())).json()["id"])
+        assert job["state"] == "done", job
+        layer = client.get(job["links"]["panels.geojson"]).json()
+        assert [f["properties"]["model"] for f in layer["features"]] == [f"sure (panelnet {metadata.package_version}, tta)"]
 
 
 def test_openapi_schema_documents_the_versioned_api(client):
