@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 from fixtures.training_catalog import write_training_catalog
 from torch import nn
+from typer.testing import CliRunner
 
+from app.cli import cli
 from data_catalog import LabelledItem
 from models import BundleMetadata, PanelOutput, build_model, load_bundle, read_metadata, save_bundle
 from pipelines.calibration import (
@@ -115,17 +117,18 @@ def test_validation_takes_the_highest_tile_of_an_item_larger_than_a_scoring_tile
     np.testing.assert_array_equal(tiled[0][1], whole[0][1])  # the pixel map still comes from the whole item
 
 
-def test_calibrate_command_writes_thresholds_into_the_bundle(tmp_path):
-    from typer.testing import CliRunner
-
-    from app.cli import cli
-
-    catalog = write_training_catalog(tmp_path / "chips").directory
+def _tiny_bundle(path: Path, thresholds: dict[str, float]) -> Path:
+    """An untrained tiny detector saved as a bundle with these thresholds."""
     torch.manual_seed(0)
     metadata = BundleMetadata(architecture="panelnet", model_kwargs={"encoder": "res2net_tiny"},
                               bands=["red", "green", "blue"], norm_mean=[0.4] * 3, norm_std=[0.2] * 3,
-                              gsd_m=0.5, tile_size=32, thresholds={"tile": 0.5, "pixel": 0.5})
-    bundle = save_bundle(tmp_path / "m.safetensors", build_model(metadata), metadata, dtype=torch.float16)
+                              gsd_m=0.5, tile_size=32, thresholds=thresholds)
+    return save_bundle(path, build_model(metadata), metadata, dtype=torch.float16)
+
+
+def test_calibrate_command_writes_thresholds_into_the_bundle(tmp_path):
+    catalog = write_training_catalog(tmp_path / "chips").directory
+    bundle = _tiny_bundle(tmp_path / "m.safetensors", {"tile": 0.5, "pixel": 0.5})
     before = load_bundle(bundle).model.state_dict()
     out = tmp_path / "calibrated.safetensors"
     result = CliRunner().invoke(cli, ["calibrate", "--catalog", str(catalog), "--model", str(bundle),
@@ -142,3 +145,17 @@ def test_calibrate_command_writes_thresholds_into_the_bundle(tmp_path):
     bad = CliRunner().invoke(cli, ["calibrate", "--catalog", str(catalog), "--model", str(bundle),
                                    "--split", "holdout"])
     assert bad.exit_code == 2 and "unknown split 'holdout'" in bad.output
+
+
+def test_calibrate_tta_chooses_only_the_augmented_pixel_threshold(tmp_path):
+    catalog = write_training_catalog(tmp_path / "chips").directory
+    bundle = _tiny_bundle(tmp_path / "m.safetensors", {"tile": 0.5, "pixel": 0.55})
+    out = tmp_path / "calibrated.safetensors"
+    result = CliRunner().invoke(cli, ["calibrate", "--catalog", str(catalog), "--model", str(bundle), "--out",
+                                      str(out), "--tta", "--device", "cpu", "--precision", "fp32"])
+    assert result.exit_code == 0, result.output
+    calibrated = read_metadata(out)
+    record = calibrated.metrics["calibration_tta"]
+    assert record["tta"] is True and "calibration" not in calibrated.metrics
+    assert set(record["thresholds"]) == {"pixel_tta"} and 0 < calibrated.thresholds["pixel_tta"] < 1
+    assert calibrated.thresholds == {"tile": 0.5, "pixel": 0.55, "pixel_tta": record["thresholds"]["pixel_tta"]}

@@ -1,24 +1,26 @@
 """Test-time augmentation: the eight views and their inverses, the predictor's averaged maps and thresholds,
-validation, calibration and resumed scoring with ``--tta``."""
+resumed scoring with ``--tta`` and validation's averaged maps (calibration: test_calibration.py)."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from fixtures.predictors import fp32_predictor
 from fixtures.scenes import write_scene
-from fixtures.training_catalog import write_training_catalog
-from typer.testing import CliRunner
 
 import models
-from app.cli import cli
-from models import BundleMetadata, build_model, read_metadata, save_bundle
+from data_catalog import LabelledItem
+from models import BundleMetadata
 from pipelines.dihedral import VIEWS, dihedral_mean, unview, view
 from pipelines.predictors import pixel_threshold
+from pipelines.runtime import Runtime
 from pipelines.scoring import ScoreOptions, score
+from pipelines.training_data import PreparedItem
+from pipelines.validation import predict_prepared
 
 
 def _numpy_view(a: np.ndarray, k: int) -> np.ndarray:
@@ -97,24 +99,6 @@ def test_a_batch_scored_with_tta_is_not_resumed_from_a_plain_run(tmp_path, detec
     assert (first.scored, again.resumed, augmented.scored, augmented.resumed) == (1, 1, 1, 0)
 
 
-def test_calibrate_tta_chooses_only_the_augmented_pixel_threshold(tmp_path):
-    catalog = write_training_catalog(tmp_path / "chips").directory
-    torch.manual_seed(0)
-    metadata = BundleMetadata(architecture="panelnet", model_kwargs={"encoder": "res2net_tiny"},
-                              bands=["red", "green", "blue"], norm_mean=[0.4] * 3, norm_std=[0.2] * 3,
-                              gsd_m=0.5, tile_size=32, thresholds={"tile": 0.5, "pixel": 0.55})
-    bundle = save_bundle(tmp_path / "m.safetensors", build_model(metadata), metadata, dtype=torch.float16)
-    out = tmp_path / "calibrated.safetensors"
-    result = CliRunner().invoke(cli, ["calibrate", "--catalog", str(catalog), "--model", str(bundle), "--out",
-                                      str(out), "--tta", "--device", "cpu", "--precision", "fp32"])
-    assert result.exit_code == 0, result.output
-    calibrated = read_metadata(out)
-    record = calibrated.metrics["calibration_tta"]
-    assert record["tta"] is True and "calibration" not in calibrated.metrics
-    assert set(record["thresholds"]) == {"pixel_tta"} and 0 < calibrated.thresholds["pixel_tta"] < 1
-    assert calibrated.thresholds == {"tile": 0.5, "pixel": 0.55, "pixel_tta": record["thresholds"]["pixel_tta"]}
-
-
 def test_the_other_views_reach_the_model_in_batches_of_the_size_asked_for():
     x = torch.rand(3, 1, 4, 4)
     sizes: list[int] = []
@@ -129,3 +113,22 @@ def test_the_other_views_reach_the_model_in_batches_of_the_size_asked_for():
     by_eight = dihedral_mean(x, predict, first=predict(x), batch=8)
     assert sizes == [3, 8, 8, 5]  # 21 stacked views in full batches
     np.testing.assert_allclose(by_eight.numpy(), by_three.numpy(), rtol=1e-6)
+
+
+def test_validation_averages_the_pixel_maps_of_a_non_square_item_over_its_views(detector):
+    item = LabelledItem(id="scene", image_path=Path("scene.tif"), label_kind="mask", label_path=None,
+                        has_panels=True, gsd_m=0.5, crs=None, source="s", licence="CC0", split="val", group="g",
+                        shape=(64, 96), bands=("red", "green", "blue"), image_checksum="c", properties={})
+    image = np.random.default_rng(1).random((64, 96, 3)).astype(np.float16)
+    runtime = Runtime.resolve("cpu", "fp32", channels_last=False)
+
+    def plain(k: int) -> tuple[float, np.ndarray]:  # the detector on view k (numpy, on the image's H and W axes)
+        turned = np.ascontiguousarray(np.moveaxis(_numpy_view(np.moveaxis(image, -1, 0), k), 0, -1))
+        tile, pixels = predict_prepared(detector, [PreparedItem(item, turned, None, True)], [0.5] * 3, [0.25] * 3,
+                                        runtime)[0]
+        return tile, _numpy_unview(pixels, k)
+
+    (tile, pixels), = predict_prepared(detector, [PreparedItem(item, image, None, True)], [0.5] * 3, [0.25] * 3,
+                                       runtime, tta=True)
+    np.testing.assert_allclose(pixels, np.mean([plain(k)[1] for k in range(VIEWS)], axis=0), atol=1e-5)
+    assert tile == pytest.approx(plain(0)[0], abs=1e-6)  # the tile probability is the item's own
