@@ -132,3 +132,16 @@ def test_validation_averages_the_pixel_maps_of_a_non_square_item_over_its_views(
                                        runtime, tta=True)
     np.testing.assert_allclose(pixels, np.mean([plain(k)[1] for k in range(VIEWS)], axis=0), atol=1e-5)
     assert tile == pytest.approx(plain(0)[0], abs=1e-6)  # the tile probability is the item's own
+
+
+def test_a_compiled_encoder_gets_the_other_views_in_full_batches(detector):
+    predictor = fp32_predictor(detector, compile="on", tta=True)
+    sizes = []
+
+    def compiled(x):
+        sizes.append(len(x))
+        return predictor.model.encode(x)
+
+    predictor._encode, predictor._encode_shape = compiled, (4, 3, 64, 64)  # as ``plan`` leaves it for 64 px
+    predictor.predict(np.zeros((1, 3, 64, 64), np.float32))
+    assert sizes == [1, 4, 3]  # the tile, then its seven other views in batches of the compiled size
