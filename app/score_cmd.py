@@ -29,6 +29,11 @@ def score(
         float | None,
         typer.Option(help="Ground sample distance (m) of inputs without a CRS (plain PNG/JPEG)."),
     ] = None,
+    bit_depth: Annotated[
+        int | None,
+        typer.Option(min=1, max=16, help="Bits of data in integer inputs (e.g. 12 for 12-bit imagery stored as uint16: "
+                                         "full brightness at 4095), over what the rasters declare."),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
     compile: Annotated[
@@ -92,6 +97,7 @@ def score(
             tiles_csv=tiles_csv,
             masks_dir=masks_dir,
             gsd_m=gsd,
+            bit_depth=bit_depth,
             device=device,
             precision=precision,
             compile=compile,

@@ -130,8 +130,9 @@ class SceneReader:
         bits = max(8, int(self._brightest).bit_length())
         return (
             f"{self.scene.path}: its {dtype} pixels reach only {self._brightest} of {top}, so scaled by {top} the "
-            f"model sees them almost black; if it holds {bits}-bit data, declare it (gdal_translate -co NBITS={bits}) "
-            f"or rescale it to 8 bits (gdal_translate -ot Byte -scale 0 {2**bits - 1} 0 255) and score it again"
+            f"model sees them almost black; if it holds {bits}-bit data, score it again with --bit-depth {bits}, or "
+            f"declare it (gdal_translate -co NBITS={bits}) or rescale it to 8 bits "
+            f"(gdal_translate -ot Byte -scale 0 {2**bits - 1} 0 255)"
         )
 
     def read_valid(self, window: Window) -> np.ndarray:

@@ -44,7 +44,7 @@ class Scene:
     band_indexes: tuple[int, ...]  # 1-based source bands in the model's band order
     # A colour-mapped raster's lookup: for each index, the model's bands in order, then alpha (0: transparent).
     palette: np.ndarray | None = field(default=None, compare=False)
-    full_scale: float | None = None  # the integer value that is full brightness when the raster declares one
+    full_scale: float | None = None  # the integer value that is full brightness, when declared or given (--bit-depth)
 
     @property
     def georeferenced(self) -> bool:
@@ -73,8 +73,9 @@ def find_inputs(inputs: Iterable[str | Path], exclude: Iterable[Path] = ()) -> l
     return list(found)
 
 
-def open_scene(path: Path, bands: list[str], gsd_m: float | None = None) -> Scene:
-    """Describe the raster at ``path`` for a model reading ``bands``; ``gsd_m`` applies only to rasters without a CRS."""
+def open_scene(path: Path, bands: list[str], gsd_m: float | None = None, bit_depth: int | None = None) -> Scene:
+    """Describe the raster at ``path`` for a model reading ``bands``; ``gsd_m`` applies only to rasters without a CRS,
+    ``bit_depth`` (the bits of data its integer pixels hold) to every integer raster, over any it declares."""
     if not path.is_file():
         raise SceneReadError(f"{path}: file not found; check the path")
     try:
@@ -119,12 +120,25 @@ def open_scene(path: Path, bands: list[str], gsd_m: float | None = None) -> Scen
                     gsd_m=gsd,
                     band_indexes=band_indexes,
                     palette=palette,
-                    full_scale=None if palette is not None else full_scale(src, band_indexes[0]),
+                    full_scale=None if palette is not None else _full_scale(path, src, band_indexes[0], bit_depth),
                 )
     except RasterioError as exc:
         raise SceneReadError(
             f"{path}: cannot be opened as a raster ({exc}); check that the file is complete"
         ) from None
+
+
+def _full_scale(path: Path, src: rasterio.DatasetReader, band: int, bit_depth: int | None) -> float | None:
+    """The integer value that is full brightness: from ``bit_depth`` when given, else as the raster declares."""
+    if bit_depth is None or not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
+        return full_scale(src, band)
+    bits = np.iinfo(src.dtypes[0]).bits - np.issubdtype(np.dtype(src.dtypes[0]), np.signedinteger)
+    if bit_depth > bits:
+        raise BandLayoutError(
+            f"{path}: --bit-depth {bit_depth} is more than its {src.dtypes[0]} pixels hold ({bits} bits); "
+            "score it without --bit-depth"
+        )
+    return float(2**bit_depth - 1)
 
 
 def palette_colours(src: rasterio.DatasetReader) -> np.ndarray | None:

@@ -36,6 +36,7 @@ UNIT_TILES = 2048  # tiles per unit of work when an executor splits large scenes
 # Options that change results: a resumed batch reuses earlier scenes only if these are unchanged.
 _RESULT_OPTIONS = (
     "gsd_m",
+    "bit_depth",
     "threshold",
     "gate",
     "gate_threshold",
@@ -56,6 +57,7 @@ class ScoreOptions:
     tiles_csv: Path | None = None  # per-image CSV: path, panel_probability, has_panels
     masks_dir: Path | None = None  # per-image uint8 probability rasters on the input's grid
     gsd_m: float | None = None  # ground sample distance of inputs without a CRS
+    bit_depth: int | None = None  # bits of data in integer inputs (12: full brightness at 4095); None: as declared
     device: str = "auto"
     precision: str = "auto"
     compile: str = "auto"  # compiled encoder: 'auto' (jobs big enough to pay for it, or compiled before), 'on', 'off'
@@ -85,6 +87,7 @@ class ScoreOptions:
                 ("min_area_m2", self.min_area_m2, self.min_area_m2 >= 0, ">= 0"),
                 ("simplify_px", self.simplify_px, self.simplify_px >= 0, ">= 0"),
                 ("gsd_m", self.gsd_m, self.gsd_m is None or self.gsd_m > 0, "> 0"),
+                ("bit_depth", self.bit_depth, self.bit_depth is None or 1 <= self.bit_depth <= 16, "in 1-16"),
                 ("compile", self.compile, self.compile in COMPILE_POLICIES, "auto, on or off"),
                 ("executor", self.executor, self.executor in EXECUTORS, f"one of {', '.join(EXECUTORS)}"),
                 ("num_gpus_per_worker", self.num_gpus_per_worker, self.num_gpus_per_worker >= 0, ">= 0"),
@@ -208,7 +211,7 @@ def score(
     resumed = 0
     for path in paths:
         try:
-            scene = open_scene(path, predictor.metadata.bands, options.gsd_m)
+            scene = open_scene(path, predictor.metadata.bands, options.gsd_m, options.bit_depth)
             checksum = file_checksum(path)
         except (ScoringError, OSError) as exc:
             failures[str(path)] = str(exc)

@@ -296,7 +296,7 @@ def _tile_count(paths: list[Path], predictor: Predictor, options: ScoreOptions) 
     units: list[ScoringUnit] = []
     for path in paths:
         try:
-            scene = open_scene(path, meta.bands, options.gsd_m)
+            scene = open_scene(path, meta.bands, options.gsd_m, options.bit_depth)
         except (ScoringError, OSError):
             continue
         units += plan_units(scene, meta, options, STRIP_PIXELS, max_tiles=None)

@@ -1,11 +1,14 @@
-"""Integer imagery is scaled to [0, 1] by the bit depth it declares (GDAL's NBITS), else by its data type."""
+"""Integer imagery is scaled to [0, 1] by the bit depth given (--bit-depth) or declared (GDAL's NBITS), else by its
+data type."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import rasterio
 from fixtures.scenes import write_scene
 
+from pipelines.errors import BandLayoutError
 from pipelines.normalisation import full_scale, to_unit_range
 from pipelines.scenes import open_scene
 from pipelines.training_data import read_image_bands
@@ -36,3 +39,16 @@ def test_training_reads_12_bit_tiles_as_their_8_bit_originals(tmp_path):
                          declare_bits=True)
     # within one 8-bit step: the 8-bit file truncates the colours the 12-bit one rounds
     np.testing.assert_allclose(read_image_bands(twelve.path, 3), read_image_bands(eight.path, 3), atol=1 / 255)
+
+
+def test_a_bit_depth_given_overrides_the_declared_one_for_integer_rasters_only(tmp_path):
+    bands = ["red", "green", "blue"]
+    declared = write_scene(tmp_path / "12.tif", width=8, height=8, panels=[], dtype="uint16", bits=12,
+                           declare_bits=True)
+    floats = write_scene(tmp_path / "f.tif", width=8, height=8, panels=[], dtype="float32")
+    signed = write_scene(tmp_path / "s.tif", width=8, height=8, panels=[], dtype="int16")
+    assert open_scene(declared.path, bands, bit_depth=11).full_scale == 2047.0
+    assert open_scene(floats.path, bands, bit_depth=11).full_scale is None  # floats are in [0, 1] already
+    assert open_scene(signed.path, bands, bit_depth=15).full_scale == 32767.0
+    with pytest.raises(BandLayoutError, match=r"--bit-depth 16 is more than its int16 pixels hold \(15 bits\)"):
+        open_scene(signed.path, bands, bit_depth=16)

@@ -343,11 +343,37 @@ def test_16_bit_data_using_a_sixteenth_of_its_range_without_saying_so_is_warned_
     [warning] = [r.getMessage() for r in caplog.records]
     brightest = int(rasterio.open(dim.path).read().max())
     assert warning.startswith(f"{dim.path}: its uint16 pixels reach only {brightest} of 65535")
+    assert "--bit-depth 12" in warning
     assert "gdal_translate -co NBITS=12" in warning and "-scale 0 4095 0 255" in warning
     caplog.clear()
     with caplog.at_level("WARNING", logger="pipelines.units"):
         _score([declared, full], tmp_path / "fine.geojson")
+        _score([dim.path], tmp_path / "given.geojson", bit_depth=12)
     assert not caplog.records
+
+
+def test_a_bit_depth_given_scores_undeclared_12_bit_data_as_its_8_bit_original(tmp_path):
+    panels = [(5, 5, 15, 25)]
+    write_scene(tmp_path / "8" / "a.tif", width=40, height=40, panels=panels)
+    write_scene(tmp_path / "12" / "a.tif", width=40, height=40, panels=panels, dtype="uint16", bits=12)
+    eight = _score([tmp_path / "8"], tmp_path / "8.geojson")
+    assert _score([tmp_path / "12"], tmp_path / "12.geojson").panels == 0  # scaled by 65535: almost black
+    given = _score([tmp_path / "12"], tmp_path / "12-given.geojson", bit_depth=12)
+    assert eight.panels == given.panels == 1
+    a, b = (gpd.read_file(tmp_path / f"{d}.geojson") for d in ("8", "12-given"))
+    assert a.geometry.iloc[0].equals_exact(b.geometry.iloc[0], 1e-9)
+
+
+def test_a_bit_depth_beyond_what_a_file_holds_fails_that_file_only(tmp_path):
+    write_scene(tmp_path / "in" / "eight.tif", width=40, height=40, panels=[(5, 5, 15, 25)])
+    write_scene(tmp_path / "in" / "twelve.tif", width=40, height=40, panels=[(5, 5, 15, 25)], dtype="uint16",
+                bits=12)
+    summary = _score([tmp_path / "in"], tmp_path / "panels.geojson", bit_depth=12)
+    expected = (f"{tmp_path / 'in' / 'eight.tif'}: --bit-depth 12 is more than its uint8 pixels hold (8 bits); "
+                "score it without --bit-depth")
+    assert summary.scored == 1 and list(summary.failures.values()) == [expected]
+    with pytest.raises(ScoringConfigError, match="bit_depth must be in 1-16, got 17"):
+        ScoreOptions(bit_depth=17)
 
 
 def test_resume_skips_finished_scenes(tmp_path):
