@@ -130,12 +130,13 @@ def open_scene(path: Path, bands: list[str], gsd_m: float | None = None, bit_dep
 
 def _full_scale(path: Path, src: rasterio.DatasetReader, band: int, bit_depth: int | None) -> float | None:
     """The integer value that is full brightness: from ``bit_depth`` when given, else as the raster declares."""
-    if bit_depth is None or not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
+    dtype = np.dtype(src.dtypes[0])
+    if bit_depth is None or not np.issubdtype(dtype, np.integer):
         return full_scale(src, band)
-    bits = np.iinfo(src.dtypes[0]).bits - np.issubdtype(np.dtype(src.dtypes[0]), np.signedinteger)
+    bits = np.iinfo(dtype).bits - np.issubdtype(dtype, np.signedinteger)  # a signed type's sign bit holds no data
     if bit_depth > bits:
         raise BandLayoutError(
-            f"{path}: --bit-depth {bit_depth} is more than its {src.dtypes[0]} pixels hold ({bits} bits); "
+            f"{path}: --bit-depth {bit_depth} is more than its {dtype} pixels hold ({bits} bits); "
             "score it without --bit-depth"
         )
     return float(2**bit_depth - 1)
