@@ -51,9 +51,10 @@ class StripBlender:
 
     @timed("blend")
     def close(self) -> None:
-        """Hand over every remaining row."""
+        """Hand over every remaining row and free the buffers (the scene's width times a tile's height, twice)."""
         while self._top < self.height:
             self._flush(min(self.tile_size, self.height - self._top))
+        self._weighted = self._weights = np.zeros((0, 0), np.float32)
 
     def _flush(self, rows: int) -> None:
         if rows <= 0:
@@ -66,7 +67,12 @@ class StripBlender:
                 self._weighted[chunk, : self.width], weights, out=np.zeros_like(weights), where=weights > 0
             )
             self.sink(self._top + start, blended)
+        kept = max(0, self.tile_size - rows)
         for buffer in (self._weighted, self._weights):
-            buffer[:-rows] = buffer[rows:].copy()
-            buffer[-rows:] = 0.0
+            # In blocks of at most ``rows`` rows, which never overlap their source: an overlapping assignment
+            # would go through a temporary copy of the kept rows.
+            for start in range(0, kept, rows):
+                stop = min(kept, start + rows)
+                buffer[start:stop] = buffer[start + rows:stop + rows]
+            buffer[kept:] = 0.0
         self._top += rows

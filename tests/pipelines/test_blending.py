@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from affine import Affine
 
 from pipelines.blending import SINK_ROWS, StripBlender, hann_weights
 from pipelines.tiling import ModelGrid, tile_grid
 
 
-def test_strips_handed_over_in_small_chunks_equal_the_dense_weighted_average():
+@pytest.mark.parametrize("overlap", [24, 72])  # kept rows fewer than the stride, and three strides' worth
+def test_strips_handed_over_in_small_chunks_equal_the_dense_weighted_average(overlap: int):
     height, width, size = 300, 170, 96
-    tiles = tile_grid(ModelGrid(width, height, 1.0, 1.0, Affine.identity()), size, 24)
+    tiles = tile_grid(ModelGrid(width, height, 1.0, 1.0, Affine.identity()), size, overlap)
     rng = np.random.default_rng(0)
     maps = [rng.random((size, size), dtype=np.float32) for _ in tiles]
     weights = hann_weights(size)
