@@ -6,8 +6,9 @@ import dataclasses
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
@@ -18,10 +19,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.server.auth import require_key
 from app.server.config import ServerConfig
 from app.server.errors import ApiError, job_not_found
-from app.server.jobs import Job, JobBusyError, JobRunner, JobStore
-from app.server.schemas import ErrorBody, JobInfo, JobList, job_info
+from app.server.jobs import Job, JobBusyError, JobRunner, JobStore, job_score_options
+from app.server.schemas import ErrorBody, JobInfo, JobList, JobOptions, job_info
 from app.server.storage import DataDir, JobFiles, check_raster, receive_uploads
-from pipelines.errors import ScoringError
+from pipelines.errors import ScoringConfigError, ScoringError
 from pipelines.export import atomic_path
 from pipelines.predictors import Predictor
 from pipelines.quicklook import render
@@ -116,9 +117,17 @@ def _jobs_router() -> APIRouter:
         openapi_extra=_UPLOAD_BODY,
         responses={code: {"model": ErrorBody} for code in (413, 415, 422)},
     )
-    async def create_job(request: Request, response: Response) -> JobInfo:
-        """Upload images (multipart field ``files``, repeated) and queue a job that scores them."""
+    async def create_job(
+        request: Request, response: Response, options: Annotated[JobOptions, Query()]
+    ) -> JobInfo:
+        """Upload images (multipart field ``files``, repeated) and queue a job that scores them, with the scoring
+        options given as query parameters (``?threshold=0.5&regularise=true``) over the server's own."""
         config: ServerConfig = request.app.state.config
+        chosen = options.model_dump(exclude_none=True)
+        try:
+            job_score_options(config.score_options, chosen)
+        except ScoringConfigError as exc:
+            raise ApiError(422, "invalid options", str(exc)) from None
         files = request.app.state.data.new_job()
         try:
             uploads = await receive_uploads(request, files, config.max_upload_bytes, config.max_files)
@@ -126,7 +135,7 @@ def _jobs_router() -> APIRouter:
         except BaseException:
             files.remove()
             raise
-        job = request.app.state.store.add(files.id, stored)
+        job = request.app.state.store.add(files.id, stored, chosen)
         request.app.state.runner.notify()
         response.headers["Location"] = f"/v1/jobs/{job.id}"
         return job_info(job)

@@ -46,9 +46,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     tiles_total INTEGER NOT NULL DEFAULT 0,
     errors TEXT NOT NULL DEFAULT '[]',
     summary TEXT,
-    error TEXT
+    error TEXT,
+    options TEXT NOT NULL DEFAULT '{}'
 )
 """
+# Columns added since the first schema, for data folders made by an earlier server: name -> declaration.
+_ADDED_COLUMNS = {"options": "TEXT NOT NULL DEFAULT '{}'"}
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class Job:
     errors: list[dict[str, str]] = field(default_factory=list)  # per file: {"file": name, "error": reason}
     summary: dict[str, float] | None = None
     error: str | None = None  # why the whole job failed
+    options: dict[str, bool | int | float] = field(default_factory=dict)  # ScoreOptions fields this job set
 
 
 class JobBusyError(Exception):
@@ -80,17 +84,22 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         with self._transaction() as db:
             db.execute(_SCHEMA)
+            present = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+            for name, declaration in _ADDED_COLUMNS.items():
+                if name not in present:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {declaration}")
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def add(self, job_id: str, files: list[StoredFile]) -> Job:
+    def add(self, job_id: str, files: list[StoredFile], options: dict[str, bool | int | float]) -> Job:
+        """Queue a job scoring ``files`` with ``options`` (ScoreOptions fields) over the server's own."""
         payload = json.dumps([dataclasses.asdict(f) for f in files])
         with self._transaction() as db:
             db.execute(
-                "INSERT INTO jobs (id, state, created, files) VALUES (?, 'queued', ?, ?)",
-                (job_id, time.time(), payload),
+                "INSERT INTO jobs (id, state, created, files, options) VALUES (?, 'queued', ?, ?, ?)",
+                (job_id, time.time(), payload, json.dumps(options)),
             )
         return self.get(job_id)
 
@@ -179,6 +188,7 @@ def _job(row: sqlite3.Row) -> Job:
         errors=json.loads(row["errors"]),
         summary=json.loads(row["summary"]) if row["summary"] else None,
         error=row["error"],
+        options=json.loads(row["options"]),
     )
 
 
@@ -264,8 +274,11 @@ class JobRunner:
     def _run(self, job: Job, predictor: Predictor) -> None:
         files = self.data.job(job.id)
         inputs = {files.input(f.stored): f.name for f in job.files}
-        tiles = _tile_count(list(inputs), predictor, self.options)
-        plan_job(predictor, tiles, self.options.batch_size)
+        options = dataclasses.replace(
+            job_score_options(self.options, job.options), tiles_csv=files.scored_tiles, progress=False, resume=True
+        )
+        tiles = _tile_count(list(inputs), predictor, options)
+        plan_job(predictor, tiles, options.batch_size)
         total = sum(tiles.values())  # hidden from the pipeline by the progress wrapper
         done = 0
 
@@ -275,7 +288,6 @@ class JobRunner:
             self.store.progress(job.id, min(done, total), total)
 
         report(0)
-        options = dataclasses.replace(self.options, tiles_csv=files.scored_tiles, progress=False, resume=True)
         try:
             summary = score(list(inputs), files.scored_panels, options, _ProgressPredictor(predictor, report))
         except ScoringError as exc:
@@ -288,6 +300,11 @@ class JobRunner:
         ]
         failed = len(summary.failures) == summary.inputs
         self.store.finish(job.id, _summary(summary), errors, "no input could be scored" if failed else None)
+
+
+def job_score_options(server: ScoreOptions, job: dict[str, bool | int | float]) -> ScoreOptions:
+    """The server's scoring options with those a job set; raises ScoringConfigError for values out of range."""
+    return dataclasses.replace(server, **job)
 
 
 def _tile_count(paths: list[Path], predictor: Predictor, options: ScoreOptions) -> dict[int, int]:

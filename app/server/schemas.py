@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.server.jobs import Job
 
@@ -13,6 +13,23 @@ from app.server.jobs import Job
 class ErrorBody(BaseModel):
     error: str = Field(description="What went wrong, in a few words.")
     detail: Any = Field(description="Why, and what to do about it.")
+
+
+class JobOptions(BaseModel):
+    """Scoring options one job may set (query parameters of ``POST /v1/jobs``); unset ones are the server's.
+    Their ranges are checked by the scoring options themselves, as on the command line."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float | None = Field(None, description="Pixel probability that counts as panel, in (0, 1].")
+    min_area_m2: float | None = Field(None, description="Smaller polygons are dropped (m2, >= 0).")
+    simplify_px: float | None = Field(None, description="Simplification tolerance in image pixels (0: none).")
+    regularise: bool | None = Field(
+        None, description="Square up polygons that fill at least 85 % of their minimum rotated rectangle."
+    )
+    bit_depth: int | None = Field(
+        None, description="Bits of data in integer images (12: full brightness at 4095), 1-16; default: as declared."
+    )
 
 
 class FileInfo(BaseModel):
@@ -59,6 +76,9 @@ class JobInfo(BaseModel):
     errors: list[FileError] = Field(description="Images that could not be scored, and why.")
     summary: Summary | None
     error: str | None = Field(description="Why the whole job failed.")
+    options: dict[str, bool | int | float] = Field(
+        description="The scoring options this job set (the server's own for the others)."
+    )
     links: dict[str, str] = Field(description="Result downloads, once the job is done.")
 
 
@@ -90,6 +110,7 @@ def job_info(job: Job) -> JobInfo:
         errors=[FileError(**e) for e in job.errors],
         summary=Summary(**job.summary) if job.summary else None,
         error=job.error,
+        options=job.options,
         links={name: f"{base}/{name}" for name in ("panels.geojson", "panels.gpkg", "tiles.csv")}
         if finished
         else {},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sqlite3
 import threading
 import uuid
 
@@ -63,6 +64,51 @@ def test_job_life_cycle(client, data_dir, roof, tmp_path):
     assert client.get(f"/v1/jobs/{job['id']}").status_code == 404
     assert client.delete(f"/v1/jobs/{job['id']}").status_code == 404
     assert list((data_dir / "jobs").iterdir()) == []
+
+
+def test_a_job_scores_with_its_own_options(client, roof):
+    plain = wait_for(client, upload(client, ("roof.tif", roof.path.read_bytes())).json()["id"])
+    assert plain["summary"]["panels"] == 1 and plain["options"] == {}  # the 50 m2 panel
+    answer = client.post(
+        "/v1/jobs",
+        params={"min_area_m2": 60, "regularise": "true", "bit_depth": 8},
+        files=[("files", ("roof.tif", roof.path.read_bytes(), "image/tiff"))],
+    )
+    assert answer.status_code == 202
+    assert answer.json()["options"] == {"min_area_m2": 60.0, "regularise": True, "bit_depth": 8}
+    strict = wait_for(client, answer.json()["id"])
+    assert strict["state"] == "done" and strict["summary"]["panels"] == 0  # under its minimum area
+    assert strict["options"] == {"min_area_m2": 60.0, "regularise": True, "bit_depth": 8}
+
+
+@pytest.mark.parametrize(
+    ("params", "error", "named"),
+    [
+        ({"threshold": 2}, "invalid options", "threshold must be in (0, 1], got 2.0"),
+        ({"bit_depth": 17}, "invalid options", "bit_depth must be in 1-16, got 17"),
+        ({"min_area_m2": -1}, "invalid options", "min_area_m2 must be >= 0, got -1.0"),
+        ({"threshold": "high"}, "invalid request", "threshold"),
+        ({"tta": "true"}, "invalid request", "tta"),  # the server decides what costs eight passes
+    ],
+)
+def test_bad_job_options_are_422_before_anything_is_stored(client, data_dir, roof, params, error, named):
+    answer = client.post(
+        "/v1/jobs", params=params, files=[("files", ("roof.tif", roof.path.read_bytes(), "image/tiff"))]
+    )
+    assert answer.status_code == 422 and answer.json()["error"] == error
+    assert named in str(answer.json()["detail"])
+    assert client.get("/v1/jobs").json()["jobs"] == []
+    assert not (data_dir / "jobs").exists() or list((data_dir / "jobs").iterdir()) == []
+
+
+def test_a_data_folder_from_before_job_options_keeps_its_jobs(data_dir, roof):
+    with make_client(data_dir, workers=0) as client:
+        job_id = upload(client, ("roof.tif", roof.path.read_bytes())).json()["id"]
+    with sqlite3.connect(data_dir / "jobs.sqlite3") as db:  # the table as the first servers made it
+        db.execute("ALTER TABLE jobs DROP COLUMN options")
+    with make_client(data_dir) as client:
+        job = wait_for(client, job_id)
+        assert job["state"] == "done" and job["options"] == {} and job["summary"]["panels"] == 1
 
 
 def test_quicklook_shows_the_image_where_the_map_puts_it(client, roof):

@@ -102,5 +102,17 @@ def test_upload_watch_and_browse_panels_on_the_map(live_server, tmp_path):
             page.click("#download")
         geojson = json.loads(Path(download.value.path()).read_text())
         assert len(geojson["features"]) == 2
+
+        # A job with its own options: the 96 m2 panel is under its smallest area, the 100 m2 one is not.
+        page.click("#options summary")
+        page.fill("#min-area", "98")
+        page.set_input_files("#files", [roofs.path])
+        page.click("#send")
+        page.wait_for_selector("#map[data-panels='1']", timeout=120_000)
+        assert page.locator("#jobs .state-done").count() == 2 and page.locator("path.panel").count() == 1
+        page.fill("#threshold", "2")
+        page.set_input_files("#files", [roofs.path])
+        page.click("#send")
+        page.wait_for_selector("#message:has-text('threshold must be in (0, 1]')")
         assert elsewhere == []
         browser.close()

@@ -56,9 +56,14 @@ async function upload() {
   }
   const form = new FormData();
   for (const file of chosen) form.append("files", file, file.name);
+  // Options left empty are the server's; the server checks the values and says what is wrong.
+  const options = new URLSearchParams();
+  if ($("threshold").value) options.set("threshold", $("threshold").value);
+  if ($("min-area").value) options.set("min_area_m2", $("min-area").value);
+  if ($("regularise").checked) options.set("regularise", "true");
   $("send").disabled = true;
   try {
-    const job = await (await api("/v1/jobs", { method: "POST", body: form })).json();
+    const job = await (await api(`/v1/jobs?${options}`, { method: "POST", body: form })).json();
     selected = job.id;
     $("files").value = "";
     say("");
