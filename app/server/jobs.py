@@ -31,6 +31,7 @@ from pipelines.scoring import STRIP_PIXELS, ScoreOptions, ScoreSummary, score
 from pipelines.units import ScoringUnit, plan_units, tiles_by_size
 
 STATES = ("queued", "running", "done", "failed")
+JobOptionValues = dict[str, bool | int | float]  # ScoreOptions fields a job set, by name
 log = logging.getLogger("solarscan.server")
 
 _SCHEMA = """
@@ -67,7 +68,7 @@ class Job:
     errors: list[dict[str, str]] = field(default_factory=list)  # per file: {"file": name, "error": reason}
     summary: dict[str, float] | None = None
     error: str | None = None  # why the whole job failed
-    options: dict[str, bool | int | float] = field(default_factory=dict)  # ScoreOptions fields this job set
+    options: JobOptionValues = field(default_factory=dict)
 
 
 class JobBusyError(Exception):
@@ -93,7 +94,7 @@ class JobStore:
         with self._lock:
             self._db.close()
 
-    def add(self, job_id: str, files: list[StoredFile], options: dict[str, bool | int | float]) -> Job:
+    def add(self, job_id: str, files: list[StoredFile], options: JobOptionValues) -> Job:
         """Queue a job scoring ``files`` with ``options`` (ScoreOptions fields) over the server's own."""
         payload = json.dumps([dataclasses.asdict(f) for f in files])
         with self._transaction() as db:
@@ -302,7 +303,7 @@ class JobRunner:
         self.store.finish(job.id, _summary(summary), errors, "no input could be scored" if failed else None)
 
 
-def job_score_options(server: ScoreOptions, job: dict[str, bool | int | float]) -> ScoreOptions:
+def job_score_options(server: ScoreOptions, job: JobOptionValues) -> ScoreOptions:
     """The server's scoring options with those a job set; raises ScoringConfigError for values out of range."""
     return dataclasses.replace(server, **job)
 

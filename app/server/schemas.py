@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.server.jobs import Job
+from app.server.jobs import Job, JobOptionValues
 
 
 class ErrorBody(BaseModel):
@@ -76,7 +76,7 @@ class JobInfo(BaseModel):
     errors: list[FileError] = Field(description="Images that could not be scored, and why.")
     summary: Summary | None
     error: str | None = Field(description="Why the whole job failed.")
-    options: dict[str, bool | int | float] = Field(
+    options: JobOptionValues = Field(
         description="The scoring options this job set (the server's own for the others)."
     )
     links: dict[str, str] = Field(description="Result downloads, once the job is done.")
