@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import geopandas as gpd
@@ -15,6 +17,7 @@ from fixtures.scenes import DarkBluePredictor, write_scene
 
 from pipelines import scoring
 from pipelines.errors import ScoringConfigError
+from pipelines.export import atomic_path
 from pipelines.scoring import ScoreOptions, score
 
 OPTIONS = ScoreOptions(min_area_m2=0.5, progress=False)
@@ -318,6 +321,22 @@ def test_output_folders_are_created(tmp_path):
     summary = _score([tmp_path / "in"], out, tiles_csv=tmp_path / "csv" / "tiles.csv", masks_dir=tmp_path / "m")
     assert summary.exit_code == 0 and out.is_file() and (tmp_path / "csv" / "tiles.csv").is_file()
     assert [p.name for p in (tmp_path / "m").iterdir()] == ["a.tif"]
+
+
+def test_the_same_output_written_from_several_threads_at_once_lands_whole(tmp_path):
+    out = tmp_path / "picture.png"
+    start = threading.Barrier(4)
+
+    def write(n: int) -> None:
+        with atomic_path(out) as partial:
+            start.wait()  # every thread holds its temporary file before any replaces the output
+            partial.write_bytes(bytes([n]) * 100_000)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write, range(4)))  # re-raises any thread's error
+    content = out.read_bytes()
+    assert len(content) == 100_000 and len(set(content)) == 1  # one writer's file, whole
+    assert [p.name for p in tmp_path.iterdir()] == ["picture.png"]  # no temporary file left
 
 
 def test_12_bit_data_that_declares_its_bit_depth_scores_as_its_8_bit_original(tmp_path):
