@@ -416,6 +416,27 @@ def test_resume_skips_finished_scenes(tmp_path):
     assert _score([tmp_path], out, threshold=0.9).scored == 2  # other options: results differ, nothing reused
 
 
+def test_the_manifest_gains_a_line_per_scene_and_a_line_cut_short_rescores_only_its_scene(tmp_path, caplog):
+    for name, seed in [("a", 1), ("b", 2), ("c", 3)]:
+        write_scene(tmp_path / "in" / f"{name}.tif", width=40, height=40, panels=[(5, 5, 15, 25)], seed=seed)
+    out = tmp_path / "panels.geojson"
+    manifest = tmp_path / "panels.geojson.manifest.json"
+    assert _score([tmp_path / "in"], out).scored == 3
+    header, *records = manifest.read_text().splitlines()
+    assert json.loads(header)["format_version"] == 2
+    assert sorted(Path(json.loads(r)["source"]).name for r in records) == ["a.tif", "b.tif", "c.tif"]
+
+    manifest.write_text("\n".join([header, *records[:2], records[2][:40]]) + "\n")  # as a crash mid-line leaves it
+    again = _score([tmp_path / "in"], out)
+    assert (again.scored, again.resumed) == (1, 2)
+    assert len(manifest.read_text().splitlines()) == 5  # the rescored scene appended; nothing rewritten
+
+    with caplog.at_level("WARNING", logger="pipelines.manifest"):
+        assert _score([tmp_path / "in"], out, min_area_m2=2.0).scored == 3
+    assert "made with another model or other result options; every scene is scored again" in caplog.text
+    assert len(manifest.read_text().splitlines()) == 4  # a new manifest for the new options
+
+
 def test_options_reject_unknown_keys_and_bad_values(tmp_path):
     with pytest.raises(ScoringConfigError, match="unknown scoring options"):
         ScoreOptions.from_dict({"batchsize": 4})
