@@ -12,6 +12,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from pyproj import CRS, Geod, Transformer
+from pyproj.exceptions import CRSError, ProjError
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
@@ -94,9 +95,8 @@ def open_scene(path: Path, bands: list[str], gsd_m: float | None = None, bit_dep
                 else:
                     band_indexes, palette = (1,), colours[:, [*palette_components(path, bands), 3]]
                 if src.crs is not None:
-                    crs = CRS.from_user_input(src.crs)
-                    transform = src.transform
-                    gsd = ground_sample_distance(crs, transform, src.width, src.height)
+                    crs, transform = _georeference(path, src)
+                    gsd = ground_sample_distance(path, crs, transform, src.width, src.height)
                     if not all(math.isfinite(g) and g > 0 for g in gsd):
                         raise MissingGeoreferenceError(
                             f"{path}: its transform in {crs.name} gives no usable ground sample distance; "
@@ -104,6 +104,11 @@ def open_scene(path: Path, bands: list[str], gsd_m: float | None = None, bit_dep
                         )
                 elif gsd_m is not None:
                     crs, transform, gsd = None, Affine.identity(), (gsd_m, gsd_m)
+                elif src.gcps[0]:
+                    raise MissingGeoreferenceError(
+                        f"{path}: georeferenced by ground control points only, which scoring cannot place "
+                        "polygons by; warp it to a grid first (gdalwarp -order 1 IN OUT)"
+                    )
                 else:
                     raise MissingGeoreferenceError(
                         f"{path}: raster has no CRS, so its ground sample distance is unknown; "
@@ -125,6 +130,23 @@ def open_scene(path: Path, bands: list[str], gsd_m: float | None = None, bit_dep
     except RasterioError as exc:
         raise SceneReadError(
             f"{path}: cannot be opened as a raster ({exc}); check that the file is complete"
+        ) from None
+
+
+def _georeference(path: Path, src: rasterio.DatasetReader) -> tuple[CRS, Affine]:
+    """The CRS and geotransform of a raster that declares a CRS; one without a geotransform is refused (rasterio
+    reads the identity, which would put every polygon near the CRS origin, mirrored)."""
+    if src.transform.is_identity:
+        raise MissingGeoreferenceError(
+            f"{path}: has a CRS ({src.crs}) but no geotransform, so its pixels have no place on the map; fix the "
+            "georeference (gdal_edit -a_ullr ...) or remove the CRS and pass --gsd"
+        )
+    try:
+        return CRS.from_user_input(src.crs), src.transform
+    except CRSError as exc:
+        raise MissingGeoreferenceError(
+            f"{path}: its CRS cannot be read ({exc}); assign a real CRS (gdal_edit -a_srs EPSG:...) or remove it "
+            "and pass --gsd"
         ) from None
 
 
@@ -201,13 +223,20 @@ def select_bands(
     return tuple(chosen)
 
 
-def ground_sample_distance(crs: CRS, transform: Affine, width: int, height: int) -> tuple[float, float]:
-    """Ground metres per pixel along x and y, measured on the ellipsoid across the middle of the scene.
+def ground_sample_distance(path: Path, crs: CRS, transform: Affine, width: int, height: int) -> tuple[float, float]:
+    """Ground metres per pixel along x and y of the raster at ``path``, measured on the ellipsoid across the middle
+    of the scene.
 
     Measured geodesically rather than read from the transform so that degrees (EPSG:4326) and
     Web Mercator (whose 'metres' stretch with latitude) give true ground distances.
     """
-    to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    try:
+        to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    except ProjError as exc:
+        raise MissingGeoreferenceError(
+            f"{path}: its CRS {crs.name!r} cannot be related to longitude and latitude ({exc}); assign a real CRS "
+            "(gdal_edit -a_srs EPSG:...) or remove it and pass --gsd"
+        ) from None
     cols = np.array([0.0, width, width / 2, width / 2])
     rows = np.array([height / 2, height / 2, 0.0, height])
     xs, ys = transform @ (cols, rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,6 +15,10 @@ import pytest
 import rasterio
 import shapely
 from fixtures.scenes import DarkBluePredictor, write_scene
+from rasterio.control import GroundControlPoint
+from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.transform import from_origin
 
 from pipelines import scoring
 from pipelines.errors import ScoringConfigError
@@ -284,6 +289,36 @@ def test_bad_inputs_are_reported_and_the_rest_is_scored(tmp_path):
     assert len(gpd.read_file(tmp_path / "out" / "panels.geojson")) == 1
     failed_lines = [line for line in summary.report().splitlines() if line.startswith("failed: ")]
     assert sorted(failed_lines) == sorted(f"failed: {reason}" for reason in reasons.values())
+
+
+def _write_georeferenced(path: Path, **profile) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "w", driver="GTiff", width=20, height=20, count=3, dtype="uint8", **profile) as f:
+            f.write(np.zeros((3, 20, 20), np.uint8))
+    return path
+
+
+def test_unusable_georeferences_fail_their_file_with_the_reason_and_the_rest_is_scored(tmp_path):
+    good = write_scene(tmp_path / "good.tif", width=40, height=40, panels=[(5, 5, 15, 25)])
+    local = _write_georeferenced(tmp_path / "local.tif", crs=CRS.from_wkt('LOCAL_CS["arbitrary",UNIT["metre",1]]'),
+                                 transform=from_origin(0, 20, 1, 1))
+    untransformed = _write_georeferenced(tmp_path / "untransformed.tif", crs="EPSG:32632")
+    gcps = [GroundControlPoint(0, 0, 7.0, 46.0), GroundControlPoint(20, 0, 7.001, 46.0),
+            GroundControlPoint(20, 20, 7.001, 45.999)]
+    by_gcps = _write_georeferenced(tmp_path / "gcps.tif", gcps=gcps, crs="EPSG:4326")
+    summary = _score([tmp_path], tmp_path / "out" / "panels.geojson")
+    assert (summary.scored, summary.panels) == (1, 1) and str(good.path) not in summary.failures
+    reason = summary.failures.pop(str(local))  # PROJ's own words in the brackets
+    assert reason.startswith(f"{local}: its CRS 'arbitrary' cannot be related to longitude and latitude (")
+    assert reason.endswith("); assign a real CRS (gdal_edit -a_srs EPSG:...) or remove it and pass --gsd")
+    assert summary.failures == {
+        str(untransformed): f"{untransformed}: has a CRS (EPSG:32632) but no geotransform, so its pixels have no "
+                            "place on the map; fix the georeference (gdal_edit -a_ullr ...) or remove the CRS and "
+                            "pass --gsd",
+        str(by_gcps): f"{by_gcps}: georeferenced by ground control points only, which scoring cannot place polygons "
+                      "by; warp it to a grid first (gdalwarp -order 1 IN OUT)",
+    }
 
 
 @pytest.mark.parametrize("where", ["out", "tiles_csv", "masks_dir"])
