@@ -62,7 +62,8 @@ def combine(panel_sets: Iterable[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
         panels = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=OUTPUT_CRS)
     else:
         panels = gpd.GeoDataFrame({c: [] for c in COLUMNS}, geometry=gpd.GeoSeries([], crs=OUTPUT_CRS))
-        panels = panels.astype({c: "float64" for c in COLUMNS if c not in ("source", "model")} | {"panel_id": "int64"})
+        text = {"source": "str", "model": "str"}
+        panels = panels.astype({c: "float64" for c in COLUMNS if c not in text} | text | {"panel_id": "int64"})
     panels["panel_id"] = range(1, len(panels) + 1)
     panels.geometry = shapely.orient_polygons(panels.geometry.to_numpy(), exterior_cw=False)
     return panels

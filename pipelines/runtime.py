@@ -30,9 +30,12 @@ class Runtime:
         on an AVX2 CPU as well as with reduced precision)."""
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("--device cuda was asked for but no CUDA device is available; use --device cpu")
-        dev = torch.device(device)
+        try:
+            dev = torch.device(device)
+        except RuntimeError:
+            raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {device} was asked for but no CUDA device is available; use --device cpu")
         if precision == "auto":
             if dev.type == "cuda":
                 dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

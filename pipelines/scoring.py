@@ -37,6 +37,7 @@ UNIT_TILES = 2048  # tiles per unit of work when an executor splits large scenes
 _RESULT_OPTIONS = (
     "gsd_m",
     "bit_depth",
+    "precision",  # as asked for: "auto" may resolve differently on another machine, and is not told apart
     "threshold",
     "gate",
     "gate_threshold",
@@ -183,6 +184,11 @@ def score(
     start = time.perf_counter()
     out = Path(out).resolve()
     check_output_path(out)
+    for given, option, example in [(out, "--out", "panels.geojson"), (options.tiles_csv, "--tiles-csv", "tiles.csv")]:
+        if given is not None and Path(given).is_dir():
+            raise ScoringConfigError(
+                f"{given}: is a folder; {option} takes a file name, such as {Path(given) / example}"
+            )
     check_writable_folder(out.parent, "the output (--out)", ScoringConfigError)
     if options.tiles_csv is not None:
         check_writable_folder(Path(options.tiles_csv).resolve().parent, "the tiles CSV (--tiles-csv)",
@@ -195,6 +201,8 @@ def score(
         raise ScoringConfigError(
             f"no input rasters found in {[str(i) for i in inputs]}; pass files or folders holding .tif/.png/... images"
         )
+    if options.masks_dir is not None:
+        _check_mask_names(paths, Path(options.masks_dir))
     given = predictor is not None
     if predictor is None:
         predictor = options.load_predictor()
@@ -269,6 +277,18 @@ def score(
         unreferenced={str(p): records[p].panels for p in done if not records[p].georeferenced},
         seconds=time.perf_counter() - start,
     )
+
+
+def _check_mask_names(paths: list[Path], masks_dir: Path) -> None:
+    """Refuse a batch in which two inputs would write the same mask (masks are named by their input's stem)."""
+    first: dict[str, Path] = {}
+    for path in paths:
+        other = first.setdefault(path.stem, path)
+        if other != path:
+            raise ScoringConfigError(
+                f"{other} and {path} would both write their mask to {masks_dir / path.stem}.*; rename one, or score "
+                "them with separate --masks-dir"
+            )
 
 
 def _keep(result: SceneResult, checksum: str, parts_dir: Path, manifest: Manifest) -> SceneRecord:

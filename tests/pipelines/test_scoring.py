@@ -11,6 +11,8 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pyarrow.parquet as pq
+import pyogrio
 import pytest
 import rasterio
 import shapely
@@ -207,6 +209,36 @@ def test_masks_and_tiles_csv(tmp_path):
     assert rows[1:] == [f"{spec.path},0.950000,true", f"{empty.path},0.020000,false"]
 
 
+def test_inputs_whose_masks_would_share_a_name_are_refused_before_scoring(tmp_path):
+    a = write_scene(tmp_path / "a" / "x.tif", width=40, height=40, panels=[(5, 5, 15, 25)])
+    b = write_scene(tmp_path / "b" / "x.tif", width=40, height=40, panels=[], seed=2)
+    masks = tmp_path / "masks"
+    with pytest.raises(ScoringConfigError, match=re.escape(
+        f"{a.path} and {b.path} would both write their mask to {masks / 'x'}.*; rename one, or score them with "
+        "separate --masks-dir"
+    )):
+        _score([tmp_path / "a", tmp_path / "b"], tmp_path / "panels.geojson", masks_dir=masks)
+    assert not (tmp_path / "panels.geojson").exists() and list(masks.iterdir()) == []
+    assert _score([tmp_path / "a", tmp_path / "b"], tmp_path / "panels.geojson").scored == 2  # fine without masks
+
+
+@pytest.mark.parametrize("suffix", [".gpkg", ".parquet"])
+def test_a_batch_without_panels_writes_the_same_columns_and_types_as_one_with_them(tmp_path, suffix):
+    write_scene(tmp_path / "roof" / "a.tif", width=40, height=40, panels=[(5, 5, 15, 25)])
+    write_scene(tmp_path / "field" / "b.tif", width=40, height=40, panels=[], seed=1)
+    def schema(path: Path) -> dict[str, str]:  # the file's own field types, not what pandas infers from no rows
+        if suffix == ".parquet":
+            return {f.name: str(f.type) for f in pq.read_schema(path)}
+        info = pyogrio.read_info(path)
+        return dict(zip(info["fields"], info["dtypes"], strict=True))
+
+    some = _score([tmp_path / "roof"], tmp_path / f"some{suffix}").output
+    none = _score([tmp_path / "field"], tmp_path / f"none{suffix}").output
+    read = gpd.read_parquet if suffix == ".parquet" else gpd.read_file
+    assert len(read(some)) == 1 and len(read(none)) == 0
+    assert schema(none) == schema(some)
+
+
 def test_geojson_is_rfc7946(tmp_path):
     spec = write_scene(
         tmp_path / "a.tif",
@@ -350,6 +382,20 @@ def test_an_output_folder_without_write_permission_is_named_with_the_reason(tmp_
         _score([tmp_path], tmp_path / "panels.geojson")
 
 
+def test_an_output_file_name_that_is_a_folder_stops_the_batch_before_any_scene(tmp_path):
+    write_scene(tmp_path / "in" / "a.tif", width=40, height=40, panels=[(5, 5, 15, 25)])
+    (tmp_path / "tiles.csv").mkdir()
+    with pytest.raises(ScoringConfigError, match=re.escape(
+        f"{tmp_path / 'tiles.csv'}: is a folder; --tiles-csv takes a file name, such as "
+        f"{tmp_path / 'tiles.csv' / 'tiles.csv'}"
+    )):
+        _score([tmp_path / "in"], tmp_path / "panels.geojson", tiles_csv=tmp_path / "tiles.csv")
+    (tmp_path / "p.geojson").mkdir()
+    with pytest.raises(ScoringConfigError, match="p.geojson: is a folder; --out takes a file name"):
+        _score([tmp_path / "in"], tmp_path / "p.geojson")
+    assert not list(tmp_path.glob("*.parts"))  # nothing scored
+
+
 def test_output_folders_are_created(tmp_path):
     write_scene(tmp_path / "in" / "a.tif", width=40, height=40, panels=[(5, 5, 15, 25)])
     out = tmp_path / "new" / "deeper" / "panels.geojson"
@@ -449,6 +495,7 @@ def test_resume_skips_finished_scenes(tmp_path):
     forced = _score([a.path], out, resume=False)
     assert (forced.scored, forced.resumed) == (1, 0)
     assert _score([tmp_path], out, threshold=0.9).scored == 2  # other options: results differ, nothing reused
+    assert _score([tmp_path], out, threshold=0.9, precision="fp32").scored == 2  # so does another precision
 
 
 def test_the_manifest_gains_a_line_per_scene_and_a_line_cut_short_rescores_only_its_scene(tmp_path, caplog):

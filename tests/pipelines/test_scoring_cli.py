@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 import typer
 from fixtures.scenes import write_scene
 from typer.testing import CliRunner
@@ -93,3 +94,9 @@ def test_usage_errors_exit_2(tmp_path, bundle):
     )
     assert bad_format.exit_code == 2 and "unsupported output format" in bad_format.output
     assert runner.invoke(app, ["score", str(tmp_path)]).exit_code == 2  # --out missing
+    score = ["score", str(tmp_path), "--out", str(tmp_path / "p.geojson"), "--model", str(bundle)]
+    bad_device = runner.invoke(app, [*score, "--device", "gpu"])
+    assert bad_device.exit_code == 2 and "unknown device 'gpu'; use auto, cpu, cuda or cuda:N" in bad_device.output
+    if not torch.cuda.is_available():
+        no_cuda = runner.invoke(app, [*score, "--device", "cuda:0"])
+        assert no_cuda.exit_code == 2 and "--device cuda:0 was asked for but no CUDA device" in no_cuda.output
