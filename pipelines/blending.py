@@ -60,13 +60,17 @@ class StripBlender:
         if rows <= 0:
             return
         emit = min(rows, self.height - self._top)
-        for start in range(0, emit, SINK_ROWS):
-            chunk = slice(start, min(emit, start + SINK_ROWS))
+        held = min(emit, self.tile_size)
+        for start in range(0, held, SINK_ROWS):
+            chunk = slice(start, min(held, start + SINK_ROWS))
             weights = self._weights[chunk, : self.width]
             blended = np.divide(
                 self._weighted[chunk, : self.width], weights, out=np.zeros_like(weights), where=weights > 0
             )
             self.sink(self._top + start, blended)
+        # Rows below the buffer: no tile was added there (a band of tiles wholly nodata), so probability 0.
+        for start in range(held, emit, SINK_ROWS):
+            self.sink(self._top + start, np.zeros((min(emit - start, SINK_ROWS), self.width), np.float32))
         kept = max(0, self.tile_size - rows)
         for buffer in (self._weighted, self._weights):
             # In blocks of at most ``rows`` rows, which never overlap their source: an overlapping assignment
