@@ -6,9 +6,9 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from pyproj import Geod, Transformer
+from pyproj import Transformer
 
-from pipelines.scenes import Scene
+from pipelines.scenes import GEOD, Scene
 from pipelines.vectorising import PixelPolygons
 
 # Column order of every PanelSet and of the exported layers (panel_id is numbered at export).
@@ -16,7 +16,6 @@ COLUMNS = [
     "panel_id", "source", "confidence", "area_m2", "length_m", "width_m", "orientation_deg",
     "centroid_lon", "centroid_lat", "model",
 ]
-_GEOD = Geod(ellps="WGS84")
 
 
 def panel_set(polys: PixelPolygons, scene: Scene, model: str) -> gpd.GeoDataFrame:
@@ -43,7 +42,7 @@ def panel_set(polys: PixelPolygons, scene: Scene, model: str) -> gpd.GeoDataFram
         panels["area_m2"] = metric.area.to_numpy()
         length, width, (start, end) = _long_and_short_sides(metric.to_numpy())
         to_lonlat = Transformer.from_crs(metric.crs, "EPSG:4326", always_xy=True)
-        bearing = _GEOD.inv(*to_lonlat.transform(*start.T), *to_lonlat.transform(*end.T))[0]
+        bearing = GEOD.inv(*to_lonlat.transform(*start.T), *to_lonlat.transform(*end.T))[0]
         panels["length_m"], panels["width_m"], panels["orientation_deg"] = length, width, np.mod(bearing, 180.0)
         centroids = metric.centroid.to_crs("EPSG:4326")
         panels["centroid_lon"], panels["centroid_lat"] = centroids.x.to_numpy(), centroids.y.to_numpy()

@@ -6,12 +6,13 @@ Training and scoring both go through these functions, so a model always sees inp
 from __future__ import annotations
 
 import numpy as np
+import rasterio
 
 # Full-scale value per integer data type; float imagery is taken to be reflectance-like in [0, 1].
 _FULL_SCALE = {np.dtype("uint8"): 255.0, np.dtype("uint16"): 65535.0, np.dtype("int16"): 32767.0}
 
 
-def full_scale(dataset, band: int = 1) -> float | None:
+def full_scale(dataset: rasterio.DatasetReader, band: int = 1) -> float | None:
     """The full-scale value a raster declares for its integer band ``band`` (GDAL's ``NBITS``, e.g. 12 for 12-bit
     data stored as uint16: 4095), or None where it declares none and its data type's range applies."""
     nbits = dataset.tags(band, ns="IMAGE_STRUCTURE").get("NBITS")

@@ -76,7 +76,7 @@ class ModelPredictor:
         gate_threshold: float | None = None,
         compile: str = "auto",
         tta: bool = False,
-    ):
+    ) -> None:
         compile_pays(compile, 0, runtime)  # rejects an unknown policy now rather than at the first big job
         self.metadata = bundle.metadata
         self.tta = tta

@@ -25,6 +25,7 @@ _TILED = {"tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "defl
 
 
 def to_uint8(probability: np.ndarray) -> np.ndarray:
+    """Probabilities (0..1, float) as the 0-255 uint8 values every probability raster stores."""
     return np.rint(np.clip(probability, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
@@ -99,6 +100,7 @@ class MaskWriter:
 
     @timed("write")
     def write_rows(self, row: int, probability: np.ndarray) -> None:
+        """Write uint8 probability rows of the scene, the first being source row ``row``."""
         self._dataset.write(probability, 1, window=Window(0, row, probability.shape[1], probability.shape[0]))
 
     def close(self, keep: bool) -> None:

@@ -57,6 +57,7 @@ class SceneReader:
         self.close()
 
     def close(self) -> None:
+        """Close every thread's dataset handle."""
         with self._lock:
             for handle in self._handles:
                 handle.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from collections.abc import Iterable
@@ -23,7 +24,7 @@ RASTER_SUFFIXES = frozenset({".tif", ".tiff", ".vrt", ".jp2", ".png", ".jpg", ".
 # Band order assumed for bands that carry no colour interpretation or description (e.g. 4-band RGBN GeoTIFFs).
 CANONICAL_BAND_ORDER = ("red", "green", "blue", "nir")
 _SUPPORTED_DTYPES = frozenset({"uint8", "uint16", "int16", "float32", "float64"})
-_GEOD = Geod(ellps="WGS84")
+GEOD = Geod(ellps="WGS84")  # ground distances and bearings on the WGS 84 ellipsoid
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,6 @@ class Scene:
     width: int
     height: int
     dtype: str
-    nodata: float | None
     gsd_m: tuple[float, float]  # ground metres per pixel along x and y
     band_indexes: tuple[int, ...]  # 1-based source bands in the model's band order
     # A colour-mapped raster's lookup: for each index, the model's bands in order, then alpha (0: transparent).
@@ -49,7 +49,13 @@ class Scene:
 
     @property
     def georeferenced(self) -> bool:
+        """Whether the scene has a CRS (else its polygons stay in pixel coordinates)."""
         return self.crs is not None
+
+
+def scene_key(path: Path) -> str:
+    """A short name for a scene's files that tells apart inputs of the same name in different folders."""
+    return hashlib.sha1(str(path).encode()).hexdigest()[:10]
 
 
 def find_inputs(inputs: Iterable[str | Path], exclude: Iterable[Path] = ()) -> list[Path]:
@@ -121,7 +127,6 @@ def open_scene(path: Path, bands: list[str], gsd_m: float | None = None, bit_dep
                     width=src.width,
                     height=src.height,
                     dtype=dtype,
-                    nodata=src.nodata,
                     gsd_m=gsd,
                     band_indexes=band_indexes,
                     palette=palette,
@@ -241,6 +246,6 @@ def ground_sample_distance(path: Path, crs: CRS, transform: Affine, width: int, 
     rows = np.array([height / 2, height / 2, 0.0, height])
     xs, ys = transform @ (cols, rows)
     lon, lat = to_lonlat.transform(xs, ys)
-    _, _, across = _GEOD.inv(lon[0], lat[0], lon[1], lat[1])
-    _, _, down = _GEOD.inv(lon[2], lat[2], lon[3], lat[3])
+    _, _, across = GEOD.inv(lon[0], lat[0], lon[1], lat[1])
+    _, _, down = GEOD.inv(lon[2], lat[2], lon[3], lat[3])
     return across / width, down / height

@@ -27,7 +27,7 @@ from pipelines.folders import check_writable_folder
 from pipelines.manifest import Manifest, SceneRecord, file_checksum
 from pipelines.options import checked_values
 from pipelines.predictors import Predictor, load_predictor
-from pipelines.scenes import Scene, find_inputs, open_scene
+from pipelines.scenes import Scene, find_inputs, open_scene, scene_key
 from pipelines.tiling import DEFAULT_OVERLAP
 from pipelines.units import SceneResult, gather_scenes, join_units, plan_units, score_unit
 
@@ -135,6 +135,7 @@ class ScoreSummary:
 
     @property
     def exit_code(self) -> int:
+        """The command's exit status: 1 when any input failed, else 0."""
         return 1 if self.failures else 0
 
     def report(self) -> str:
@@ -294,7 +295,7 @@ def _check_mask_names(paths: list[Path], masks_dir: Path) -> None:
 def _keep(result: SceneResult, checksum: str, parts_dir: Path, manifest: Manifest) -> SceneRecord:
     """Persist a scene's panels in the parts folder and record it as finished."""
     path = result.scene.path
-    part = f"{path.stem}-{hashlib.sha1(str(path).encode()).hexdigest()[:10]}.parquet"
+    part = f"{path.stem}-{scene_key(path)}.parquet"
     with atomic_path(parts_dir / part) as partial:
         result.panels.to_parquet(partial, index=False)
     record = SceneRecord(

@@ -8,7 +8,6 @@ is bit for bit the whole-scene one; joining the strips' polygons across seams th
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import math
 import os
@@ -34,7 +33,7 @@ from pipelines.heap import release_free_memory
 from pipelines.predictors import Predictor
 from pipelines.probability import MaskWriter, ModelGridProbability
 from pipelines.reading import SceneReader, iter_batches
-from pipelines.scenes import Scene
+from pipelines.scenes import Scene, scene_key
 from pipelines.tiling import Tile, batch_tiles, model_grid, scene_tiles
 from pipelines.vectorising import PixelPolygons, StripVectoriser, clean, join_across_seams
 
@@ -217,7 +216,7 @@ def score_unit(
     tile_probability, segmented, scored, any_scored = 0.0, 0, 0, False
     top = tiles[0].row
     bottom = min(grid.height, tiles[-1].row + unit.tile_size)
-    key = hashlib.sha1(str(scene.path).encode()).hexdigest()[:12]
+    key = scene_key(scene.path)
     vectoriser = StripVectoriser(threshold)
     mask_path = None
     with ExitStack() as stack:

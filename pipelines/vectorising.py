@@ -34,6 +34,7 @@ class PixelPolygons:
         return len(self.geometry)
 
     def take(self, keep: np.ndarray) -> PixelPolygons:
+        """The polygons selected by ``keep`` (a boolean mask or indexes)."""
         return PixelPolygons(self.geometry[keep], self.pixels[keep], self.probability_sum[keep])
 
     @classmethod

@@ -20,7 +20,7 @@ GSD = 0.5
 
 def _scene(crs: str | None, origin: tuple[float, float]) -> Scene:
     transform = Affine(GSD, 0, origin[0], 0, -GSD, origin[1]) if crs else Affine.identity()
-    return Scene(Path("scene.tif"), CRS.from_user_input(crs) if crs else None, transform, 400, 400, "uint8", None,
+    return Scene(Path("scene.tif"), CRS.from_user_input(crs) if crs else None, transform, 400, 400, "uint8",
                  (GSD, GSD), (1, 2, 3))
 
 
