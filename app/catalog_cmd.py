@@ -38,17 +38,26 @@ def _user_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
-def _expand(values: list[str]) -> list[Path]:
-    """Files named directly, the rasters inside named folders, and matches of glob patterns, in order."""
+def _expand(values: list[str], option: str) -> list[Path]:
+    """Files named directly, the rasters inside named folders, and matches of glob patterns, in order.
+
+    Raises typer.BadParameter for a folder or pattern of ``option`` that yields no file.
+    """
     paths: list[Path] = []
     for value in values:
         path = Path(value)
         if path.is_dir():
-            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in RASTER_SUFFIXES)
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in RASTER_SUFFIXES)
+            if not found:
+                kinds = ", ".join(sorted(RASTER_SUFFIXES))
+                raise typer.BadParameter(f"{option} {value!r} holds no image ({kinds})")
         elif glob.has_magic(value):
-            paths += sorted(Path(match) for match in glob.glob(value))
+            found = sorted(Path(match) for match in glob.glob(value))
+            if not found:
+                raise typer.BadParameter(f"{option} {value!r} matches no file")
         else:
-            paths.append(path)
+            found = [path]
+        paths += found
     return paths
 
 
@@ -90,8 +99,8 @@ def add(
     with _user_errors():
         catalog = Catalog.open(directory)
         report = catalog.add(
-            _expand(images),
-            masks=_expand(masks) if masks else None,
+            _expand(images, "--images"),
+            masks=_expand(masks, "--masks") if masks else None,
             polygons=polygons,
             labels_csv=labels,
             gsd=gsd,

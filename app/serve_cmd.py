@@ -24,6 +24,9 @@ def serve(
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Jobs scored at the same time.")] = 1,
     max_upload_mb: Annotated[int, typer.Option(min=1, help="Largest upload request, MiB.")] = 2048,
+    max_pixels: Annotated[
+        int, typer.Option(min=1, help="Largest image accepted, width x height in pixels.")
+    ] = 2_000_000_000,
     tta: Annotated[
         bool, typer.Option("--tta/--no-tta", help="Score jobs with test-time augmentation (see solarscan score --tta).")
     ] = False,
@@ -53,6 +56,9 @@ def serve(
     except OSError as exc:
         typer.echo(f"error: cannot use data directory {data.root}: {exc}", err=True)
         raise typer.Exit(2) from None
+    except ValueError as exc:  # a key too short, saying where it came from
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     if generated:
         typer.echo(f"API key (shown once, stored in {data.api_key}, or set {ENV_VAR}): {key}", err=True)
     try:
@@ -62,6 +68,7 @@ def serve(
             model=model,
             workers=workers,
             max_upload_bytes=max_upload_mb << 20,
+            max_pixels=max_pixels,
             score_options=ScoreOptions(progress=False, tta=tta),
         )
     except ValueError as exc:

@@ -18,7 +18,6 @@ from .errors import InputError, InputFileError
 from .items import Candidate
 
 Problems = list[tuple[str, str]]
-_PRESENCE_VALUES = {"0": False, "1": True}
 
 
 def mask_candidates(
@@ -82,7 +81,9 @@ def presence_candidates(
     images: Sequence[Path], labels_csv: Path, **common: Any
 ) -> tuple[list[Candidate], Problems]:
     """Match each image to a ``file,has_panels`` row (by path, else by file name) and read its 0/1 label."""
-    rows = _read_presence_csv(labels_csv)
+    if not labels_csv.is_file():
+        raise InputFileError(f"labels CSV not found: {labels_csv}")
+    rows = [(row["file"], row["has_panels"]) for row in read_csv(labels_csv, {"file", "has_panels"})]
     by_path = {(labels_csv.parent / file).resolve(): value for file, value in rows}
     by_name: dict[str, list[str]] = defaultdict(list)
     for file, value in rows:
@@ -100,23 +101,29 @@ def presence_candidates(
             value = named[0] if named else None
         if value is None:
             problems.append((image.name, f"not listed in {labels_csv.name}"))
-        elif value.strip() not in _PRESENCE_VALUES:
+        elif (has_panels := presence(value)) is None:
             problems.append((image.name, f"has_panels must be 0 or 1 in {labels_csv.name}, got {value!r}"))
         else:
-            candidates.append(
-                Candidate(image, "presence", has_panels=_PRESENCE_VALUES[value.strip()], **common)
-            )
+            candidates.append(Candidate(image, "presence", has_panels=has_panels, **common))
     return candidates, problems
 
 
-def _read_presence_csv(path: Path) -> list[tuple[str, str]]:
-    if not path.is_file():
-        raise InputFileError(f"labels CSV not found: {path}")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = {"file", "has_panels"} - set(reader.fieldnames or [])
-        if missing:
-            raise InputError(
-                f"{path} lacks column(s) {', '.join(sorted(missing))} (expected file,has_panels)"
-            )
-        return [(row["file"], row["has_panels"] or "") for row in reader]
+def read_csv(path: Path, columns: set[str]) -> list[dict[str, str]]:
+    """The rows of a UTF-8 CSV file (with or without the byte-order mark Excel writes); short rows get empty
+    cells. Raises InputError for text in other encodings and for missing ``columns``."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f, restval="")
+            missing = columns - set(reader.fieldnames or [])
+            if missing:
+                expected = ",".join(sorted(columns))
+                raise InputError(f"{path} lacks column(s) {', '.join(sorted(missing))} (expected {expected})")
+            return list(reader)
+    except UnicodeDecodeError as exc:
+        problem = f"byte 0x{exc.object[exc.start]:02x}: {exc.reason}"
+        raise InputError(f"{path}: not UTF-8 text ({problem}); save the CSV as UTF-8") from None
+
+
+def presence(value: str) -> bool | None:
+    """A 0/1 presence cell as a bool; None for anything else."""
+    return {"0": False, "1": True}.get(value.strip())

@@ -7,11 +7,11 @@ like any other addition) and adds them to a catalog. A folder that does not have
 
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .candidates import presence, read_csv
 from .catalog import CATALOG_FILE, AddReport, Catalog
 from .errors import InputError, InputFileError
 from .items import Candidate
@@ -208,12 +208,7 @@ def _read_csv(dataset_dir: Path, name: str, columns: set[str]) -> list[dict[str,
     path = dataset_dir / name
     if not path.is_file():
         raise InputFileError(f"{dataset_dir} does not have the expected layout: missing {path}")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = columns - set(reader.fieldnames or [])
-        if missing:
-            raise InputError(f"{path} lacks column(s) {', '.join(sorted(missing))}")
-        return list(reader)
+    return read_csv(path, columns)
 
 
 def _number_or_text(value: str) -> int | float | str:
@@ -227,7 +222,7 @@ def _number_or_text(value: str) -> int | float | str:
 
 def _presence(value: str, name: str, column: str, problems: Problems) -> bool | None:
     """0/1 cell as a bool; anything else is recorded as a problem of ``name``."""
-    if value.strip() in ("0", "1"):
-        return value.strip() == "1"
-    problems.append((name, f"{column} must be 0 or 1, got {value!r}"))
-    return None
+    has_panels = presence(value)
+    if has_panels is None:
+        problems.append((name, f"{column} must be 0 or 1, got {value!r}"))
+    return has_panels

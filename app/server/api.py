@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.server.auth import require_key
 from app.server.config import ServerConfig
 from app.server.errors import ApiError, job_not_found
-from app.server.jobs import Job, JobBusyError, JobRunner, JobStore, job_score_options
+from app.server.jobs import Job, JobBusyError, JobRunner, JobStore, job_score_options, named
 from app.server.schemas import ErrorBody, JobInfo, JobList, JobOptions, job_info
 from app.server.storage import DataDir, JobFiles, check_raster, receive_uploads
 from pipelines.errors import ScoringConfigError, ScoringError
@@ -131,7 +131,9 @@ def _jobs_router() -> APIRouter:
         files = request.app.state.data.new_job()
         try:
             uploads = await receive_uploads(request, files, config.max_upload_bytes, config.max_files)
-            stored = [await run_in_threadpool(check_raster, path, name) for path, name in uploads]
+            stored = [
+                await run_in_threadpool(check_raster, path, name, config.max_pixels) for path, name in uploads
+            ]
         except BaseException:
             files.remove()
             raise
@@ -193,7 +195,7 @@ def _jobs_router() -> APIRouter:
                 picture = render(files.input(stored))
             except ScoringError as exc:
                 raise ApiError(
-                    422, "no quicklook", _named(str(exc), files.input(stored), job.files[index].name)
+                    422, "no quicklook", named(str(exc), {files.input(stored): job.files[index].name})
                 )
             with atomic_path(path) as partial:
                 partial.write_bytes(picture.png)
@@ -216,10 +218,6 @@ def _result_route(attribute: str, media_type: str, name: str) -> Callable[[Reque
 
     download.__doc__ = f"The job's {name} (409 until the job is done)."
     return download
-
-
-def _named(message: str, path: Path, name: str) -> str:
-    return message.replace(str(path), name)
 
 
 def _job(request: Request, job_id: str) -> Job:

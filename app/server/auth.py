@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from app.server.config import MIN_API_KEY_CHARS
 from app.server.errors import ApiError
 from app.server.storage import DataDir
 
@@ -18,11 +19,25 @@ bearer = HTTPBearer(auto_error=False, description="The server's API key: `Author
 
 
 def resolve_api_key(data: DataDir) -> tuple[str, bool]:
-    """The API key, and whether it was generated just now (then it is stored with mode 0600)."""
+    """The API key, and whether it was generated just now (then it is stored with mode 0600).
+
+    Raises ValueError, naming where the key came from, for one shorter than MIN_API_KEY_CHARS.
+    """
     if os.environ.get(ENV_VAR):
-        return os.environ[ENV_VAR], False
+        key = os.environ[ENV_VAR]
+        if len(key) < MIN_API_KEY_CHARS:
+            raise ValueError(
+                f"{ENV_VAR} is {len(key)} characters; use at least {MIN_API_KEY_CHARS}, "
+                f"or unset it to use the key file {data.api_key}"
+            )
+        return key, False
     if data.api_key.is_file():
-        return data.api_key.read_text().strip(), False
+        key = data.api_key.read_text().strip()
+        if len(key) < MIN_API_KEY_CHARS:
+            raise ValueError(
+                f"{data.api_key} holds a key of {len(key)} characters; delete it to have a new one generated"
+            )
+        return key, False
     key = secrets.token_urlsafe(32)
     data.create()
     fd = os.open(data.api_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

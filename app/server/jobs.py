@@ -30,7 +30,6 @@ from pipelines.scenes import open_scene
 from pipelines.scoring import STRIP_PIXELS, ScoreOptions, ScoreSummary, score
 from pipelines.units import ScoringUnit, plan_units, tiles_by_size
 
-STATES = ("queued", "running", "done", "failed")
 JobOptionValues = dict[str, bool | int | float]  # ScoreOptions fields a job set, by name
 log = logging.getLogger("solarscan.server")
 
@@ -292,11 +291,11 @@ class JobRunner:
         try:
             summary = score(list(inputs), files.scored_panels, options, _ProgressPredictor(predictor, report))
         except ScoringError as exc:
-            self.store.finish(job.id, {}, [], _named(str(exc), inputs))
+            self.store.finish(job.id, {}, [], named(str(exc), inputs))
             return
         _publish(files, inputs)
         errors = [
-            {"file": inputs[Path(path)], "error": _named(reason, inputs)}
+            {"file": inputs[Path(path)], "error": named(reason, inputs)}
             for path, reason in summary.failures.items()
         ]
         failed = len(summary.failures) == summary.inputs
@@ -335,7 +334,7 @@ def _publish(files: JobFiles, names: dict[Path, str]) -> None:
     write_tiles_csv(rows, files.tiles_csv)
 
 
-def _named(message: str, names: dict[Path, str]) -> str:
+def named(message: str, names: dict[Path, str]) -> str:
     """``message`` with server paths replaced by the uploaded file names."""
     for path, name in names.items():
         message = message.replace(str(path), name)

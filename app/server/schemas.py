@@ -19,7 +19,7 @@ class JobOptions(BaseModel):
     """Scoring options one job may set (query parameters of ``POST /v1/jobs``); unset ones are the server's.
     Their ranges are checked by the scoring options themselves, as on the command line."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     threshold: float | None = Field(None, description="Pixel probability that counts as panel, in (0, 1].")
     min_area_m2: float | None = Field(None, description="Smaller polygons are dropped (m2, >= 0).")

@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 
 import rasterio
 from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from starlette.requests import ClientDisconnect, Request
 
@@ -125,7 +125,8 @@ async def receive_uploads(
 
     Returns the written paths in upload order with the client file names made safe to display. Raises
     ApiError: 413 past ``max_bytes`` of request body, 415 for a body that is not multipart/form-data,
-    422 for other fields, parts that are not files, too many files or none.
+    422 for a body cut off before its closing boundary, other fields, parts that are not files, too many files
+    or none.
     """
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
@@ -149,6 +150,12 @@ async def receive_uploads(
                 raise _too_large(max_bytes)
             parser.write(chunk)
         parser.finalize()
+        if parser.state != MultipartState.END:  # finalize() does not check it
+            raise ApiError(
+                422,
+                "malformed upload",
+                "the multipart body ended before its closing boundary; send it again",
+            )
     except MultipartParseError as exc:
         raise ApiError(422, "malformed upload", f"the multipart body cannot be parsed ({exc})") from None
     except ClientDisconnect:
@@ -162,10 +169,13 @@ async def receive_uploads(
     return list(zip(receiver.paths, receiver.names))
 
 
-def check_raster(path: Path, name: str) -> StoredFile:
-    """Give an upload its stored name from its leading bytes, after checking it opens as a georeferenced raster.
+def check_raster(path: Path, name: str, max_pixels: int) -> StoredFile:
+    """Give an upload its stored name from its leading bytes, after checking its header: a georeferenced
+    raster of at most ``max_pixels`` (width x height).
 
-    Raises ApiError 415 for a file that is no GeoTIFF or JPEG 2000, 422 for one that is damaged or has no CRS.
+    Raises ApiError 415 for a file that is no GeoTIFF or JPEG 2000, 413 for one of more pixels, 422 for one
+    whose header cannot be read or that has no CRS. Pixels are not read here: damaged pixel data fails when
+    the job scores the file, and is reported as that file's error.
     """
     with path.open("rb") as f:
         head = f.read(12)
@@ -183,6 +193,13 @@ def check_raster(path: Path, name: str) -> StoredFile:
             with rasterio.open(stored) as src:
                 if src.driver != driver or src.count < 1:
                     raise RasterioError(f"read by {src.driver} with {src.count} bands")
+                if src.width * src.height > max_pixels:
+                    raise ApiError(
+                        413,
+                        "image too large",
+                        f"{name}: {src.width} x {src.height} px ({src.width * src.height:,} px) is more than "
+                        f"this server's limit of {max_pixels:,} px; split the image or raise --max-pixels",
+                    )
                 bounds = overlay_grid(src).bounds
     except MissingGeoreferenceError:
         raise ApiError(

@@ -89,6 +89,9 @@ def test_a_job_scores_with_its_own_options(client, roof):
         ({"min_area_m2": -1}, "invalid options", "min_area_m2 must be >= 0, got -1.0"),
         ({"threshold": "high"}, "invalid request", "threshold"),
         ({"tta": "true"}, "invalid request", "tta"),  # the server decides what costs eight passes
+        ({"min_area_m2": "inf"}, "invalid request", "min_area_m2"),
+        ({"simplify_px": "-inf"}, "invalid request", "simplify_px"),
+        ({"threshold": "nan"}, "invalid request", "threshold"),
     ],
 )
 def test_bad_job_options_are_422_before_anything_is_stored(client, data_dir, roof, params, error, named):
@@ -209,6 +212,42 @@ def test_oversize_upload_is_413_and_leaves_nothing(data_dir, tmp_path):
         assert answer.status_code == 413
         assert client.get("/v1/jobs").json()["jobs"] == []
     assert list((data_dir / "jobs").iterdir()) == []
+
+
+def test_an_image_over_the_pixel_limit_is_413_and_leaves_nothing(data_dir, roof):
+    with make_client(data_dir, max_pixels=3000) as client:
+        answer = upload(client, ("roof.tif", roof.path.read_bytes()))
+        assert answer.status_code == 413 and answer.json()["error"] == "image too large"
+        assert answer.json()["detail"] == (
+            "roof.tif: 64 x 48 px (3,072 px) is more than this server's limit of 3,000 px; "
+            "split the image or raise --max-pixels"
+        )
+        assert client.get("/v1/jobs").json()["jobs"] == []
+    assert list((data_dir / "jobs").iterdir()) == []
+
+
+def test_an_upload_cut_off_before_its_closing_boundary_is_422_and_leaves_nothing(client, data_dir, roof):
+    tiff = roof.path.read_bytes()
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="files"; filename="roof.tif"\r\n'
+        b"Content-Type: image/tiff\r\n\r\n" + tiff[: len(tiff) // 2]
+    )
+    answer = client.post(
+        "/v1/jobs", content=body, headers={"Content-Type": "multipart/form-data; boundary=b"}
+    )
+    assert answer.status_code == 422 and answer.json()["error"] == "malformed upload"
+    assert "closing boundary" in answer.json()["detail"]
+    assert client.get("/v1/jobs").json()["jobs"] == []
+    assert list((data_dir / "jobs").iterdir()) == []
+
+
+def test_a_tiff_cut_off_after_its_header_is_accepted_and_reported_by_the_job(client, roof):
+    tiff = roof.path.read_bytes()
+    answer = upload(client, ("roof.tif", roof.path.read_bytes()), ("cut.tif", tiff[: len(tiff) // 2]))
+    assert answer.status_code == 202  # only the header is read on upload
+    job = wait_for(client, answer.json()["id"])
+    assert job["state"] == "done" and job["summary"]["scored"] == 1
+    assert [e["file"] for e in job["errors"]] == ["cut.tif"]
 
 
 def _plain_png() -> bytes:

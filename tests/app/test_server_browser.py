@@ -8,12 +8,15 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
 from fixtures.scenes import DarkBluePredictor, write_scene
-from server_fixtures import KEY
+from server_fixtures import AUTH, KEY
 
+import app.server.api as server_api
 from app.server import ServerConfig, create_app
+from pipelines.errors import ScoringError
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -115,4 +118,55 @@ def test_upload_watch_and_browse_panels_on_the_map(live_server, tmp_path):
         page.click("#send")
         page.wait_for_selector("#message:has-text('threshold must be in (0, 1]')")
         assert elsewhere == []
+        browser.close()
+
+
+def test_the_map_keeps_drawing_and_polling_when_a_picture_or_layer_fails(live_server, tmp_path, monkeypatch):
+    render = server_api.render
+
+    def render_all_but_the_first(path: Path):
+        if path.name.startswith("0."):
+            raise ScoringError(f"{path}: cannot draw this one")
+        return render(path)
+
+    monkeypatch.setattr(server_api, "render", render_all_but_the_first)
+    roofs = write_scene(tmp_path / "roofs.tif", width=96, height=64, panels=[(8, 8, 20, 40)])
+    api = httpx.Client(base_url=live_server, headers=AUTH, timeout=60)
+
+    def finished_job() -> str:
+        """A job of two images, posted past the page, once it is done."""
+        files = [
+            ("files", (name, roofs.path.read_bytes(), "image/tiff")) for name in ("broken.tif", "roofs.tif")
+        ]
+        job_id = api.post("/v1/jobs", files=files).json()["id"]
+        deadline = time.monotonic() + 60
+        while api.get(f"/v1/jobs/{job_id}").json()["state"] != "done":
+            assert time.monotonic() < deadline, "the job is not done after 60 s"
+            time.sleep(0.05)
+        return job_id
+
+    with api, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        page.goto(live_server)
+        page.fill("#key", KEY)
+        page.click("#use-key")
+
+        # One quicklook fails: the message names it; the other picture and the panels are drawn all the same.
+        failing = finished_job()
+        page.click(f"#jobs [data-job-id='{failing}']")  # waits for the next poll to list it
+        page.wait_for_selector("#map[data-panels='2']", timeout=20_000)  # the same roof in both images
+        assert "broken.tif: no quicklook" in page.inner_text("#message")
+        assert (
+            page.locator("img.leaflet-image-layer").count() == 1 and page.locator("path.panel").count() == 2
+        )
+        assert page.locator("img[alt='roofs.tif']").count() == 1
+
+        # The panels layer fails: the page says so and goes on polling the job list.
+        missing = finished_job()
+        (tmp_path / "data" / "jobs" / missing / "out" / "panels.geojson").unlink()
+        page.click(f"#jobs [data-job-id='{missing}']")
+        page.wait_for_selector("#message:has-text('no results')", timeout=20_000)
+        later = finished_job()
+        page.wait_for_selector(f"#jobs [data-job-id='{later}']", timeout=20_000)
         browser.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from app.catalog_cmd import catalog_app
@@ -76,6 +77,18 @@ def test_user_errors_exit_2_without_traceback(data, catalog_dir, tmp_path):
     bad_only = invoke("import", catalog_dir, "--from", data.root, "--only", "duke,mars")
     assert bad_only.exit_code == 2 and "unknown dataset(s) mars" in bad_only.output
     assert "Traceback" not in no_label.output + bad_only.output + missing.output
+
+
+@pytest.mark.parametrize("option", ["--images", "--masks"])
+def test_a_glob_or_folder_matching_nothing_is_a_bad_parameter(data, catalog_dir, monkeypatch, option):
+    invoke("init", catalog_dir)
+    monkeypatch.chdir(data.root)  # short values: the error box wraps at 80 columns
+    (data.root / "empty").mkdir()
+    for value, problem in [("geo/nomatch*.tif", "matches no file"), ("empty", "holds no image")]:
+        images = value if option == "--images" else "geo/chip_a.tif"
+        result = invoke("add", catalog_dir, "--images", images, "--masks", value)
+        assert result.exit_code == 2 and f"{option} {value!r} {problem}" in result.output, result.output
+        assert "Traceback" not in result.output
 
 
 def test_import_command(data, catalog_dir):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -146,6 +147,22 @@ def test_bad_row_is_reported_by_name(mini_shared, catalog_dir):
     assert report.added == [f"{DUKE}-0001"] and report.errors == [
         ("0002.png", "has_pv must be 0 or 1, got 'x'")
     ]
+
+
+def test_index_files_with_a_byte_order_mark_are_read(mini_shared, catalog_dir):
+    labels = mini_shared / DUKE / "labels.csv"
+    labels.write_text(labels.read_text(), encoding="utf-8-sig")
+    report = import_duke(mini_shared / DUKE, Catalog.create(catalog_dir))
+    assert report.errors == [] and len(report.added) == 2
+
+
+def test_an_index_file_that_is_not_utf8_is_an_input_error_naming_it(mini_shared, catalog_dir):
+    labels = mini_shared / DUKE / "labels.csv"
+    labels.write_text("file,source_id,has_pv\nimages/0001.png,Fresno é,0\n", encoding="latin-1")
+    with pytest.raises(
+        InputError, match=rf"^{re.escape(str(labels))}: not UTF-8 text \(.*\); save the CSV as UTF-8$"
+    ):
+        import_duke(mini_shared / DUKE, Catalog.create(catalog_dir))
 
 
 SAMPLE_ROWS = 60

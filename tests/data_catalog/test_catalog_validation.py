@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from catalog_fixtures import ORIGINS, UTM
@@ -107,6 +109,22 @@ def test_missing_input_files_raise(data, catalog, tmp_path):
         catalog.add([data.chips["chip_a"]], polygons=tmp_path / "nope.geojson")
     with pytest.raises(InputError, match="has_panels"):
         catalog.add([data.tiles["tile_0"]], labels_csv=_csv(tmp_path, "tile_0.png", header="file"))
+
+
+def test_a_labels_csv_saved_by_excel_with_a_byte_order_mark_is_read(data, catalog, tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_text("file,has_panels\r\ntile_1.png,1\r\n", encoding="utf-8-sig")
+    report = catalog.add([data.tiles["tile_1"]], labels_csv=path, gsd=0.3)
+    assert report.errors == [] and len(report.added) == 1
+
+
+def test_a_labels_csv_that_is_not_utf8_is_an_input_error_naming_it(data, catalog, tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_text("file,has_panels\ntuile_é.png,1\n", encoding="latin-1")
+    with pytest.raises(
+        InputError, match=rf"^{re.escape(str(path))}: not UTF-8 text \(.*\); save the CSV as UTF-8$"
+    ):
+        catalog.add([data.tiles["tile_1"]], labels_csv=path, gsd=0.3)
 
 
 def test_validate_reports_changed_and_missing_files(data, catalog):

@@ -109,19 +109,20 @@ function jobCard(job) {
 
 async function refresh() {
   clearTimeout(pollTimer);
-  let jobs;
+  let delay = 3000; // after an error
   try {
-    jobs = (await (await api("/v1/jobs")).json()).jobs;
+    const jobs = (await (await api("/v1/jobs")).json()).jobs;
+    $("jobs").replaceChildren(...jobs.slice().reverse().map(jobCard));
+    delay = jobs.some((j) => j.state === "queued" || j.state === "running") ? 1000 : 5000;
+    const job = jobs.find((j) => j.id === selected);
+    $("download").disabled = !(job && job.state === "done");
+    if (job && job.state === "done" && shown !== job.id) await show(job);
   } catch (error) {
     say(error.message);
-    pollTimer = setTimeout(refresh, 3000);
-    return;
+  } finally {
+    clearTimeout(pollTimer); // a refresh started meanwhile (a click) has set one too: keep a single poll
+    pollTimer = setTimeout(refresh, delay);
   }
-  $("jobs").replaceChildren(...jobs.slice().reverse().map(jobCard));
-  const job = jobs.find((j) => j.id === selected);
-  $("download").disabled = !(job && job.state === "done");
-  if (job && job.state === "done" && shown !== job.id) await show(job);
-  pollTimer = setTimeout(refresh, jobs.some((j) => j.state === "queued" || j.state === "running") ? 1000 : 5000);
 }
 
 async function blobUrl(path) {
@@ -143,13 +144,19 @@ async function show(job) {
   shown = job.id;
   layers.clearLayers();
   let extent = null;
+  const problems = [];
   for (const file of job.files) {
     if (!file.quicklook) continue;
     const [west, south, east, north] = file.bounds;
     const bounds = L.latLngBounds([south, west], [north, east]);
-    L.imageOverlay(await blobUrl(file.quicklook), bounds, { alt: file.name }).addTo(layers);
+    try {
+      L.imageOverlay(await blobUrl(file.quicklook), bounds, { alt: file.name }).addTo(layers);
+    } catch (error) {
+      problems.push(`${file.name}: ${error.message}`); // the other pictures and the panels are still drawn
+    }
     extent = extent ? extent.extend(bounds) : L.latLngBounds([south, west], [north, east]); // extend() mutates
   }
+  if (problems.length) say(problems.join(" "));
   const panels = await (await api(`/v1/jobs/${job.id}/panels.geojson`)).json();
   const outlines = L.geoJSON(panels, {
     style: { className: "panel", color: "#ff3b30", weight: 2, fillOpacity: 0.25 },
