@@ -85,17 +85,21 @@ class BundleMetadata:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise BundleError(f"{source}: metadata is not valid JSON ({exc})") from None
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        missing = sorted(f.name for f in dataclasses.fields(cls) if f.name not in data and
-                         f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
-        if unknown or missing:
-            raise BundleError(f"{source}: metadata has unknown keys {unknown} and lacks required keys {missing}")
-        if data["format_version"] > FORMAT_VERSION:
+        if not isinstance(data, dict) or not isinstance(data.get("format_version"), int):
+            raise BundleError(f"{source}: metadata has no format_version; it is not a solarscan bundle, or a damaged one")
+        if data["format_version"] > FORMAT_VERSION:  # before the keys: a newer format may have other ones
             raise BundleError(
                 f"{source}: bundle format {data['format_version']} is newer than this solarscan supports "
                 f"({FORMAT_VERSION}); upgrade solarscan"
             )
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        missing = sorted(f.name for f in dataclasses.fields(cls) if f.name not in data and
+                         f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+        problems = [*([f"has unknown keys {unknown}"] if unknown else []),
+                    *([f"lacks required keys {missing}"] if missing else [])]
+        if problems:
+            raise BundleError(f"{source}: metadata {' and '.join(problems)}")
         return cls(**data)
 
 

@@ -3,10 +3,11 @@
 ``fuse_for_inference`` returns a copy of a model in which
 
 - every BatchNorm that directly follows a convolution is folded into that convolution's weight and bias
-  (the Res2Net 3x3 branch convolutions, ``conv3``, the shortcut convolutions, the stem of the official order and
-  the decoder's conv-BN-ReLU blocks), and
-- every activation -> BatchNorm pair of the Plus order becomes one ``MishAffine`` (Mish, then a per-channel
-  scale and shift), which a compiler turns into one elementwise pass (with ``uses_fast_mish``).
+  (torch's ``fuse_conv_bn_eval``; the Res2Net 3x3 branch convolutions, ``conv3``, the shortcut convolutions, the
+  stem of the official order and the decoder's conv-BN-ReLU blocks), and
+- every Mish -> BatchNorm pair of the Plus order becomes one ``MishAffine`` (Mish, then a per-channel
+  scale and shift), which a compiler turns into one elementwise pass (with ``uses_fast_mish``); another
+  activation before a BatchNorm is left as it is.
 
 A BatchNorm after Mish is not folded into the convolution after it: those convolutions are zero-padded 3x3s (and
 average pools and cumulative adds) whose borders would see the shift where the original sees zero.
@@ -19,6 +20,7 @@ import copy
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from models.res2net import Bottle2neck, Res2Net
 
@@ -55,29 +57,6 @@ def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A convolution with bias equal to ``bn(conv(x))`` in inference mode."""
-    scale, shift = _bn_affine(bn)
-    fused = nn.Conv2d(
-        conv.in_channels,
-        conv.out_channels,
-        conv.kernel_size,
-        conv.stride,
-        conv.padding,
-        conv.dilation,
-        conv.groups,
-        bias=True,
-        padding_mode=conv.padding_mode,
-        device=conv.weight.device,
-        dtype=conv.weight.dtype,
-    )
-    fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(shift)
-    fused.bias.copy_(bias * scale + shift)
-    return fused
-
-
-@torch.no_grad()
 def mish_affine(bn: nn.BatchNorm2d) -> MishAffine:
     """The ``MishAffine`` equal to Mish followed by ``bn`` in inference mode."""
     return MishAffine(*_bn_affine(bn))
@@ -92,7 +71,7 @@ def _fuse_sequential(seq: nn.Sequential) -> None:
         first = children[i]
         second = children[i + 1] if i + 1 < len(children) else None
         if isinstance(second, nn.BatchNorm2d) and isinstance(first, nn.Conv2d):
-            fused.append(fold_conv_bn(first, second))
+            fused.append(fuse_conv_bn_eval(first, second))
             i += 2
         elif isinstance(second, nn.BatchNorm2d) and isinstance(first, nn.Mish):
             fused.append(mish_affine(second))
@@ -106,22 +85,25 @@ def _fuse_sequential(seq: nn.Sequential) -> None:
 
 
 def _fuse_block(block: Bottle2neck) -> None:
-    if block.act_before_norm:
+    """Fold the block's BatchNorms (an activation -> BatchNorm pair only when the activation is Mish)."""
+    if not block.act_before_norm:
+        block.conv1, block.bn1 = fuse_conv_bn_eval(block.conv1, block.bn1), nn.Identity()
+    elif isinstance(block.act1, nn.Mish):
         block.act1, block.bn1 = mish_affine(block.bn1), nn.Identity()
-    else:
-        block.conv1, block.bn1 = fold_conv_bn(block.conv1, block.bn1), nn.Identity()
-    block.convs = nn.ModuleList(fold_conv_bn(c, b) for c, b in zip(block.convs, block.bns))
+    block.convs = nn.ModuleList(fuse_conv_bn_eval(c, b) for c, b in zip(block.convs, block.bns))
     block.bns = nn.ModuleList(nn.Identity() for _ in block.bns)
-    block.conv3, block.bn3 = fold_conv_bn(block.conv3, block.bn3), nn.Identity()
+    block.conv3, block.bn3 = fuse_conv_bn_eval(block.conv3, block.bn3), nn.Identity()
 
 
 def _fuse_stem(encoder: Res2Net) -> None:
+    """Fold the stem's last BatchNorm (after its activation only when that is Mish)."""
     if encoder.act_before_norm:
-        encoder.act1, encoder.bn1 = mish_affine(encoder.bn1), nn.Identity()
+        if isinstance(encoder.act1, nn.Mish):
+            encoder.act1, encoder.bn1 = mish_affine(encoder.bn1), nn.Identity()
     elif isinstance(encoder.conv1, nn.Conv2d):
-        encoder.conv1, encoder.bn1 = fold_conv_bn(encoder.conv1, encoder.bn1), nn.Identity()
+        encoder.conv1, encoder.bn1 = fuse_conv_bn_eval(encoder.conv1, encoder.bn1), nn.Identity()
     else:
-        encoder.conv1[-1], encoder.bn1 = fold_conv_bn(encoder.conv1[-1], encoder.bn1), nn.Identity()
+        encoder.conv1[-1], encoder.bn1 = fuse_conv_bn_eval(encoder.conv1[-1], encoder.bn1), nn.Identity()
 
 
 def fuse_for_inference(model: nn.Module) -> nn.Module:

@@ -58,9 +58,9 @@ def choose_tile_threshold(labels: np.ndarray, probabilities: np.ndarray) -> tupl
 
 def choose_pixel_threshold(prepared: list[PreparedItem], pixel_maps: list[np.ndarray]) -> tuple[float, float]:
     """(threshold, IoU) of the pixel threshold among ``PIXEL_CANDIDATES`` with the best pixel IoU over the items
-    with drawn labels; (0.5, NaN) when there are none."""
+    with drawn labels; (0.5, NaN) when they hold no panel pixel (or there are none): no threshold is better."""
     drawn = [(p.mask, m) for p, m in zip(prepared, pixel_maps) if p.item.label_kind != "presence"]
-    if not drawn:
+    if not any(mask.any() for mask, _ in drawn):
         return 0.5, math.nan
     ious = []
     for threshold in PIXEL_CANDIDATES:
@@ -111,6 +111,9 @@ def calibrate(catalog_dir: Path, bundle_path: Path, split: str = "val", tune_pix
         chosen = {"thresholds": {TTA_PIXEL_THRESHOLD: pixel}, "scores": {"pixel_iou": iou}}
     else:
         chosen = calibrate_predictions(prepared, predictions, tune_pixel)
+    if math.isnan(chosen["scores"].get("pixel_iou", 0.0)):
+        raise ValueError(f"no drawn panel pixels in split {split!r} of {catalog_dir}; cannot tune the pixel threshold "
+                         f"(drop {'--tta' if tta else '--tune-pixel'})")
     metadata = bundle.metadata
     metadata.thresholds = {**metadata.thresholds, **chosen["thresholds"]}
     report = {"model": str(bundle_path), "split": split, "tta": tta, "items": len(prepared), **chosen}

@@ -33,10 +33,8 @@ class PixelCounter:
     def __init__(self) -> None:
         self.tp = self.fp = self.fn = 0
 
-    def update(self, truth: np.ndarray, predicted: np.ndarray, valid: np.ndarray | None = None) -> None:
+    def update(self, truth: np.ndarray, predicted: np.ndarray) -> None:
         truth, predicted = truth.astype(bool), predicted.astype(bool)
-        if valid is not None:
-            truth, predicted = truth & valid, predicted & valid
         self.tp += int(np.count_nonzero(truth & predicted))
         self.fp += int(np.count_nonzero(~truth & predicted))
         self.fn += int(np.count_nonzero(truth & ~predicted))

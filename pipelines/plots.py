@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve
 
-LOSS_COLUMNS = ("loss", "tile_loss", "pixel_loss")
+LOSS_COLUMNS = ("loss", "tile_loss", "pixel_loss", "bag_loss", "distill_loss")
 METRIC_COLUMNS = ("tile_roc_auc", "tile_f1", "pixel_iou", "pixel_f1", "score")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import logging
 import math
 import sys
@@ -56,6 +57,9 @@ PRECISION_RECALL_PLOT = "precision_recall.png"
 # noisy pixel cannot satisfy the bag and the loss cannot demand that a whole crop be panel.
 BAG_TOP_PIXELS = 16
 RANK_SEED_STRIDE = 7919  # other processes' random streams start this far apart from rank 0's
+# Options a resumed run must share with its start: they shape the saved model and optimiser state (the optimiser's
+# saved learning rate and weight decay would silently win over new ones).
+RESUME_KEYS = ("architecture", "model_kwargs", "init_from", "ema_decay", "lr", "weight_decay")
 
 
 @dataclass
@@ -95,8 +99,11 @@ def reset_broken_norm_statistics(model: nn.Module) -> dict[str, int]:
 
 
 def mixup(batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """MixUp: blend each sample with a shuffled partner; pixel loss only where both masks are known."""
-    lam = float(torch.distributions.Beta(0.4, 0.4).sample())
+    """MixUp: blend each sample with a shuffled partner; pixel loss only where both masks are known.
+
+    Every draw comes from ``generator`` (torch has no Beta sampler that takes one), so a resumed run mixes alike.
+    """
+    lam = float(np.random.default_rng(int(torch.randint(2**62, (1,), generator=generator))).beta(0.4, 0.4))
     perm = torch.randperm(batch["image"].shape[0], generator=generator)
     mixed = {k: lam * v + (1 - lam) * v[perm] for k, v in batch.items() if k != "weight"}
     mixed["weight"] = batch["weight"] * batch["weight"][perm]
@@ -145,6 +152,35 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def _check_run_folder(config: TrainConfig, out: Path) -> None:
+    """Refuse a new run into a folder that holds one, a resume without a checkpoint, and a resume with other
+    ``RESUME_KEYS`` than the run's ``config.json``."""
+    checkpoint = out / LAST_CHECKPOINT
+    if not config.resume:
+        held = [name for name in (LAST_CHECKPOINT, METRICS_FILE) if (out / name).exists()]
+        if held:
+            raise ValueError(f"{out} already holds a training run ({', '.join(held)}); pass --resume to continue it "
+                             "or choose a new --out")
+        return
+    if not checkpoint.exists():
+        raise ValueError(f"{checkpoint} not found: nothing to resume; drop --resume to start a new run there")
+    if not (out / CONFIG_FILE).exists():
+        return
+    new = json.loads(config.to_json())
+    # keys an older run's config.json lacks had their default values then
+    old = {**json.loads(TrainConfig(catalog=config.catalog, out=out).to_json()),
+           **json.loads((out / CONFIG_FILE).read_text())}
+    changed = [f"{key} {old[key]!r} (now {new[key]!r})" for key in RESUME_KEYS if old[key] != new[key]]
+    if changed:
+        raise ValueError(f"{checkpoint}: the run was started with other settings: {'; '.join(changed)}; resume "
+                         f"with the settings in {out / CONFIG_FILE} or start a new --out")
+
+
+def _describe_plan(plan: dict[str, Any]) -> str:
+    capped = "" if plan["max_steps"] is None else f", --max-steps {plan['max_steps']}"
+    return f"{plan['total_steps']} steps ({plan['epochs']} epochs, {plan['steps_per_epoch']} per epoch{capped})"
+
+
 def train(config: TrainConfig, progress: bool | None = None) -> TrainResult:
     """Run (or resume) training, writing into ``config.out``; one process of a data-parallel job under torchrun."""
     distributed = Distributed.from_environment()
@@ -159,6 +195,7 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
     out = Path(config.out)
     if distributed.is_main:
         check_writable_folder(out, "the training run (--out)")
+        _check_run_folder(config, out)
         (out / CONFIG_FILE).write_text(config.to_json())
     rank_seed = config.seed + RANK_SEED_STRIDE * distributed.rank
     torch.manual_seed(rank_seed)
@@ -206,6 +243,8 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
+    plan = {"total_steps": total_steps, "epochs": config.epochs, "steps_per_epoch": steps_per_epoch,
+            "max_steps": config.max_steps}
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=max(total_steps, 2), pct_start=0.15
@@ -217,17 +256,28 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
         net, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
     state = {"epoch": 0, "step": 0, "best_score": -math.inf, "best_metrics": {}, "bad_epochs": 0}
     checkpoint_path = out / LAST_CHECKPOINT
-    if config.resume and checkpoint_path.exists():
+    cuda = runtime.device.type == "cuda"
+    if config.resume:
         saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        planned = saved.get("plan", plan)  # checkpoints from before plans were kept are taken on trust
+        if planned["total_steps"] != total_steps:
+            raise ValueError(
+                f"{checkpoint_path}: this run was planned for {_describe_plan(planned)}, the new options make "
+                f"{_describe_plan(plan)}; resume with the same --epochs/--max-steps/--batch-size and process count, "
+                "or start a new --out")
         net.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         if ema is not None:
             ema.load_state_dict(saved["ema"])
         scheduler.load_state_dict(saved["scheduler"])
+        if saved.get("scaler"):  # empty from a disabled scaler, absent from older checkpoints
+            scaler.load_state_dict(saved["scaler"])
         state = saved["state"]
         mix_state = state.pop("mix_rng", None)
         if distributed.is_main:
             torch.set_rng_state(saved["rng"])
+            if cuda and "cuda_rng" in saved:
+                torch.cuda.set_rng_state(saved["cuda_rng"], runtime.device)
             if mix_state is not None:
                 mix_generator.set_state(mix_state)
         else:  # the other processes go on with fresh streams of their own
@@ -290,7 +340,9 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
             _end_epoch(net if ema is None else ema.module, row, state, metadata, prepared_val, runtime, out)
             _save_checkpoint(checkpoint_path, {
                 "model": net.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": torch.get_rng_state(), "state": {**state, "mix_rng": mix_generator.get_state()},
+                "scaler": scaler.state_dict(), "plan": plan, "rng": torch.get_rng_state(),
+                "state": {**state, "mix_rng": mix_generator.get_state()},
+                **({"cuda_rng": torch.cuda.get_rng_state(runtime.device)} if cuda else {}),
                 **({} if ema is None else {"ema": ema.state_dict()}),
             })
         state = distributed.broadcast(state)
@@ -311,7 +363,12 @@ def _end_epoch(net: nn.Module, row: dict[str, Any], state: dict[str, Any], metad
     _append_csv(out / METRICS_FILE, row)
     plot_curves(out / METRICS_FILE, out / CURVES_PLOT)
     log.info("epoch %d: %s", state["epoch"], {k: round(v, 4) for k, v in row.items()})
-    if score > state["best_score"] or not prepared_val:
+    if not math.isfinite(score) and state["epoch"] == 1:
+        log.warning("validation (%d items) gives neither a tile ROC AUC (it needs both classes) nor a pixel IoU (it "
+                    "needs drawn panels), so it cannot rank epochs: %s holds the latest epoch", len(prepared_val),
+                    BEST_BUNDLE)
+    # while no epoch has had a finite score, each is taken as the best, so that there always is a best bundle
+    if score > state["best_score"] or not math.isfinite(state["best_score"]):
         state.update(best_score=score, best_metrics=val, bad_epochs=0)
         chosen = calibrate_predictions(prepared_val, predictions)
         threshold, accuracy = chosen["thresholds"]["tile"], chosen["scores"]["tile_accuracy"]

@@ -119,7 +119,8 @@ def score_predictions(prepared: list[PreparedItem], predictions: list[tuple[floa
 
 
 def selection_score(metrics: dict[str, float]) -> float:
-    """One number to pick the best epoch: mean of tile ROC AUC and pixel IoU (whichever exist)."""
+    """One number to pick the best epoch: mean of tile ROC AUC and pixel IoU (whichever exist); -inf when neither
+    does (training then keeps the latest epoch)."""
     values = [metrics.get(k, math.nan) for k in ("tile_roc_auc", "pixel_iou")]
     values = [v for v in values if not math.isnan(v)]
     return float(np.mean(values)) if values else -math.inf

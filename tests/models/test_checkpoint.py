@@ -124,12 +124,29 @@ def test_undefined_metrics_are_stored_as_json_null(tmp_path):
     assert read_metadata(path).metrics["validation"]["bern/tile_roc_auc"] is None
 
 
-def test_unknown_metadata_keys_are_refused(tmp_path):
-    data = json.loads(metadata().to_json()) | {"colour": "blue"}
-    path = tmp_path / "odd.safetensors"
+def _with_header(path: Path, data: dict) -> Path:
     save_file({"w": torch.zeros(2)}, path, metadata={"solarscan": json.dumps(data)})
-    with pytest.raises(BundleError, match=r"unknown keys \['colour'\]"):
+    return path
+
+
+def test_unknown_metadata_keys_are_refused(tmp_path):
+    path = _with_header(tmp_path / "odd.safetensors", json.loads(metadata().to_json()) | {"colour": "blue"})
+    with pytest.raises(BundleError, match=r"metadata has unknown keys \['colour'\]$"):
         read_metadata(path)
+    data = json.loads(metadata().to_json())
+    del data["gsd_m"]
+    with pytest.raises(BundleError, match=r"odd\.safetensors: metadata lacks required keys \['gsd_m'\]$"):
+        read_metadata(_with_header(path, data))
+
+
+def test_a_newer_format_asks_for_an_upgrade_and_a_missing_format_is_named(tmp_path):
+    newer = json.loads(metadata().to_json()) | {"format_version": 2, "colour": "blue"}
+    with pytest.raises(BundleError, match="bundle format 2 is newer than this solarscan supports .*; upgrade"):
+        read_metadata(_with_header(tmp_path / "newer.safetensors", newer))
+    unversioned = json.loads(metadata().to_json())
+    del unversioned["format_version"]
+    with pytest.raises(BundleError, match="metadata has no format_version"):
+        read_metadata(_with_header(tmp_path / "unversioned.safetensors", unversioned))
 
 
 def test_inconsistent_normalisation_is_refused():

@@ -13,7 +13,7 @@ from torch import nn
 
 import models
 from models import Res2Net
-from models.fusion import fuse_for_inference, mish
+from models.fusion import MishAffine, fuse_for_inference, mish
 from pipelines import predictors
 from pipelines.acceleration import (
     CACHED_MIN_PIXELS,
@@ -72,6 +72,20 @@ def test_folding_keeps_both_heads_and_every_feature_map(architecture):
     assert _relative_error(actual.tile_logit, expected.tile_logit) < 1e-4
     assert _relative_error(actual.mask_logit, expected.mask_logit) < 1e-4
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the original is left alone
+
+
+def test_only_mish_before_a_batchnorm_becomes_mish_affine():
+    torch.manual_seed(2)
+    encoder = _trained_like(Res2Net(layers=(1, 1, 1, 1), num_classes=0, deep_stem=True, act_layer=nn.ReLU,
+                                    act_before_norm=True), seed=2)
+    fused = fuse_for_inference(encoder)
+    assert not any(isinstance(m, MishAffine) for m in fused.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in fused.modules()) < sum(
+        isinstance(m, nn.BatchNorm2d) for m in encoder.modules())  # the conv -> BatchNorm pairs are still folded
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        for f, g in zip(encoder.forward_features(x), fused.forward_features(x)):
+            assert _relative_error(g, f) < 1e-4
 
 
 def test_compile_only_for_jobs_and_machines_where_it_pays():

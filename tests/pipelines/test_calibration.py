@@ -16,7 +16,9 @@ from typer.testing import CliRunner
 from app.cli import cli
 from data_catalog import LabelledItem
 from models import BundleMetadata, PanelOutput, build_model, load_bundle, read_metadata, save_bundle
+from pipelines import evaluation
 from pipelines.calibration import (
+    calibrate,
     calibrate_predictions,
     choose_pixel_threshold,
     choose_tile_threshold,
@@ -83,6 +85,20 @@ def test_pixel_threshold_maximises_iou_over_drawn_labels():
     threshold, iou = choose_pixel_threshold(prepared, [probability, np.ones((8, 8), np.float32)])
     assert 0.4 < threshold <= 0.7 and iou == 1.0
     assert choose_pixel_threshold(prepared[1:], [np.ones((8, 8))])[0] == 0.5
+
+
+def test_without_drawn_panel_pixels_the_pixel_threshold_is_not_tuned(tmp_path, monkeypatch):
+    empty = np.zeros((8, 8), np.uint8)
+    prepared = [_prepared("m", "nrel", False, empty), _prepared("p", "nrel", True)]
+    predictions = [(0.2, np.zeros((8, 8), np.float32)), (0.7, np.zeros((8, 8), np.float32))]
+    threshold, iou = choose_pixel_threshold(prepared, [m for _, m in predictions])
+    assert threshold == 0.5 and math.isnan(iou)
+    bundle = _tiny_bundle(tmp_path / "m.safetensors", {"tile": 0.5, "pixel": 0.3})
+    monkeypatch.setattr(evaluation, "predict_split", lambda *args: (prepared, predictions))
+    with pytest.raises(ValueError, match="no drawn panel pixels in split 'val' of .*; cannot tune the pixel "
+                                         r"threshold \(drop --tune-pixel\)"):
+        calibrate(tmp_path / "catalog", bundle, tune_pixel=True)
+    assert read_metadata(bundle).thresholds == {"tile": 0.5, "pixel": 0.3}
 
 
 class _BrightTileNet(nn.Module):

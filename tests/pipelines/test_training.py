@@ -17,8 +17,10 @@ import models
 from app.cli import cli
 from data_catalog import Catalog
 from models import load_bundle
+from models.panelnet import PanelOutput
 from pipelines import training
-from pipelines.training import TrainConfig, train
+from pipelines.plots import LOSS_COLUMNS
+from pipelines.training import TrainConfig, detection_loss, train
 from pipelines.training_data import prepare_items, sampling_weights
 
 TINY_MODEL = {"architecture": "panelnet", "model_kwargs": {"encoder": "res2net_tiny", "decoder_channels": 16}}
@@ -75,6 +77,12 @@ def test_cli_train_lowers_loss_and_writes_a_bundle_that_score_and_evaluate_use(c
             "bern/weak_positive_recall", "scored_pixel_iou", "fixture/scored_panel_area_relative_error",
             "outline_recall"} <= set(report["metrics"])
     assert "object_f1" in evaluated.output and "bern" in evaluated.output
+
+
+def test_the_curves_plot_every_loss_training_logs():
+    batch = {"target": torch.zeros(2), "mask": torch.zeros(2, 1, 8, 8), "weight": torch.ones(2, 1, 8, 8)}
+    _, parts = detection_loss(PanelOutput(torch.zeros(2), torch.zeros(2, 1, 8, 8)), batch, 1.0)
+    assert {"loss", *parts} <= set(LOSS_COLUMNS)
 
 
 def test_cli_usage_errors_exit_2(tmp_path):
