@@ -330,11 +330,9 @@ def child(
 
 def scene_tiles_of(size: int, bundle_tile: int) -> list:
     """The tiles scoring cuts a square scene of ``size`` model pixels into."""
-    from affine import Affine
-
     from pipelines.tiling import DEFAULT_OVERLAP, ModelGrid, scene_tiles
 
-    return scene_tiles(ModelGrid(size, size, 1.0, 1.0, Affine.identity()), bundle_tile, DEFAULT_OVERLAP)
+    return scene_tiles(ModelGrid(size, size, 1.0, 1.0), bundle_tile, DEFAULT_OVERLAP)
 
 
 def stage_table(results: list[dict]) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from affine import Affine
 from rasterio.windows import Window
 
 from pipelines.scenes import Scene
@@ -23,7 +22,6 @@ class ModelGrid:
     height: int
     scale_x: float  # source pixels per model pixel
     scale_y: float
-    transform: Affine  # model pixel -> scene coordinates
 
     def source_window(self, window: Window) -> Window:
         """The (fractional) source-pixel window covering a model-grid window."""
@@ -42,7 +40,6 @@ class Tile:
     row: int
     col: int
     size: int
-    transform: Affine  # tile pixel -> scene coordinates
 
     def window(self, grid: ModelGrid) -> Window:
         """The part of the tile inside the grid."""
@@ -56,7 +53,7 @@ def model_grid(scene: Scene, gsd_m: float) -> ModelGrid:
     width = max(1, round(scene.width * scene.gsd_m[0] / gsd_m))
     height = max(1, round(scene.height * scene.gsd_m[1] / gsd_m))
     scale_x, scale_y = scene.width / width, scene.height / height
-    return ModelGrid(width, height, scale_x, scale_y, scene.transform @ Affine.scale(scale_x, scale_y))
+    return ModelGrid(width, height, scale_x, scale_y)
 
 
 def scene_window(width: int, height: int, bundle_tile_size: int) -> int:
@@ -111,7 +108,7 @@ def tile_grid(grid: ModelGrid, tile_size: int, overlap: int) -> list[Tile]:
         raise ValueError(f"overlap must be in [0, {tile_size}), got {overlap}")
     stride = tile_size - overlap
     return [
-        Tile(row, col, tile_size, grid.transform @ Affine.translation(col, row))
+        Tile(row, col, tile_size)
         for row in tile_starts(grid.height, tile_size, stride)
         for col in tile_starts(grid.width, tile_size, stride)
     ]

@@ -7,7 +7,6 @@ from collections import defaultdict
 
 import numpy as np
 import torch
-from affine import Affine
 
 from models import PanelNet
 from pipelines.dihedral import dihedral_mean
@@ -77,7 +76,7 @@ def _max_tile_probability(model: PanelNet, image: np.ndarray, bundle_tile_size: 
     """The highest classifier probability over the scoring tiles of a normalised (C, H, W) image, laid out and
     judged as scoring does (tiles beyond the image are zero, the band mean, as the model pads)."""
     _, height, width = image.shape
-    tiles = scene_tiles(ModelGrid(width, height, 1.0, 1.0, Affine.identity()), bundle_tile_size, DEFAULT_OVERLAP)
+    tiles = scene_tiles(ModelGrid(width, height, 1.0, 1.0), bundle_tile_size, DEFAULT_OVERLAP)
     size = tiles[0].size
     padded = np.zeros((image.shape[0], max(t.row for t in tiles) + size, max(t.col for t in tiles) + size),
                       dtype=image.dtype)

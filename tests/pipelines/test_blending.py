@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from affine import Affine
 
 from pipelines.blending import SINK_ROWS, StripBlender, hann_weights
 from pipelines.tiling import ModelGrid, tile_grid
@@ -13,7 +12,7 @@ from pipelines.tiling import ModelGrid, tile_grid
 @pytest.mark.parametrize("overlap", [24, 72])  # kept rows fewer than the stride, and three strides' worth
 def test_strips_handed_over_in_small_chunks_equal_the_dense_weighted_average(overlap: int):
     height, width, size = 300, 170, 96
-    tiles = tile_grid(ModelGrid(width, height, 1.0, 1.0, Affine.identity()), size, overlap)
+    tiles = tile_grid(ModelGrid(width, height, 1.0, 1.0), size, overlap)
     rng = np.random.default_rng(0)
     maps = [rng.random((size, size), dtype=np.float32) for _ in tiles]
     weights = hann_weights(size)
@@ -39,7 +38,7 @@ def test_strips_handed_over_in_small_chunks_equal_the_dense_weighted_average(ove
 
 def test_rows_under_a_skipped_band_of_tiles_are_handed_over_as_zeros():
     height, width, size = 400, 100, 96
-    tiles = tile_grid(ModelGrid(width, height, 1.0, 1.0, Affine.identity()), size, 24)  # rows 0, 72, ..., 288
+    tiles = tile_grid(ModelGrid(width, height, 1.0, 1.0), size, 24)  # rows 0, 72, ..., 288
     calls: list[tuple[int, np.ndarray]] = []
     blender = StripBlender(height, width, size, lambda row, p: calls.append((row, p.copy())))
     for tile in tiles:

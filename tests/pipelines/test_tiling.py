@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from affine import Affine
 
 from pipelines.tiling import ModelGrid, batch_tiles, scene_tile_size, scene_tiles, scene_window, tile_window
 
 
 def _grid(width: int, height: int) -> ModelGrid:
-    return ModelGrid(width, height, 1.0, 1.0, Affine.identity())
+    return ModelGrid(width, height, 1.0, 1.0)
 
 
 @pytest.mark.parametrize(
