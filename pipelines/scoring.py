@@ -208,7 +208,7 @@ def score(
     if predictor is None:
         predictor = options.load_predictor()
     fingerprint = _fingerprint(predictor, options)
-    manifest_path = out.with_name(out.name + ".manifest.json")
+    manifest_path = out.with_name(out.name + ".manifest.jsonl")
     manifest = (
         Manifest.load(manifest_path, fingerprint) if options.resume else Manifest(manifest_path, fingerprint)
     )

@@ -502,7 +502,7 @@ def test_the_manifest_gains_a_line_per_scene_and_a_line_cut_short_rescores_only_
     for name, seed in [("a", 1), ("b", 2), ("c", 3)]:
         write_scene(tmp_path / "in" / f"{name}.tif", width=40, height=40, panels=[(5, 5, 15, 25)], seed=seed)
     out = tmp_path / "panels.geojson"
-    manifest = tmp_path / "panels.geojson.manifest.json"
+    manifest = tmp_path / "panels.geojson.manifest.jsonl"
     assert _score([tmp_path / "in"], out).scored == 3
     header, *records = manifest.read_text().splitlines()
     assert json.loads(header)["format_version"] == 2
