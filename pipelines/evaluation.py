@@ -19,13 +19,13 @@ from pipelines.metrics import AreaCounter, ObjectCounter, PixelCounter
 from pipelines.predictors import GATE_FRACTION, Predictor, pixel_threshold, predictor_for
 from pipelines.runtime import Runtime
 from pipelines.scoring import ScoreOptions, score
+from pipelines.training_config import VISIBLE_PLANT_MAX_YEAR
 from pipelines.training_data import PreparedItem, has_reliable_label, prepare_items
 from pipelines.validation import predict_prepared, score_predictions
 from pipelines.vectorising import panel_pixels
 
 log = logging.getLogger(__name__)
 
-WEAK_POSITIVE_BEFORE_YEAR = 2020  # registry plants in operation before this year are taken to be visible
 OBJECT_MIN_IOU = 0.5
 
 
@@ -35,7 +35,8 @@ def predict_split(catalog_dir: Path, bundle: Bundle, split: str, runtime: Runtim
     (tile probability, pixel probability map) for each (``tta``: maps averaged over flips and turns)."""
     meta = bundle.metadata
     items = Catalog.open(catalog_dir).items(split)
-    reliable = [i for i in items if has_reliable_label(i, WEAK_POSITIVE_BEFORE_YEAR - 1)]
+    # the same items for every bundle, whatever year its training took weak positives up to
+    reliable = [i for i in items if has_reliable_label(i, VISIBLE_PLANT_MAX_YEAR)]
     if len(reliable) < len(items):
         log.info("left out %d weak positives whose plant may postdate the imagery", len(items) - len(reliable))
     prepared = prepare_items(reliable, meta.gsd_m, len(meta.bands))

@@ -10,6 +10,9 @@ from typing import Any
 
 from pipelines.options import checked_values
 
+# Registry plants in operation by this year are taken to show in the imagery (weak positives after it are left out).
+VISIBLE_PLANT_MAX_YEAR = 2019
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -47,7 +50,7 @@ class TrainConfig:
     workers: int = 0
     seed: int = 0
     resume: bool = False
-    weak_positive_max_year: int | None = 2019
+    weak_positive_max_year: int | None = VISIBLE_PLANT_MAX_YEAR
     source_weights: dict[str, float] = field(default_factory=dict)  # draw-weight factor per source (default 1)
     ema_decay: float | None = None  # validate and keep an exponential moving average of the weights
 
