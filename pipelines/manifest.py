@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,20 @@ def file_checksum(path: Path) -> str:
             f.seek(-_HASHED_BYTES, os.SEEK_END)
         digest.update(f.read(_HASHED_BYTES))
     return f"{stat.st_size}:{stat.st_mtime_ns}:{digest.hexdigest()}"
+
+
+def scene_checksum(path: Path, companions: Sequence[Path]) -> str:
+    """``file_checksum`` of a raster, joined with the size and mtime of the files GDAL reads with it (sidecars such
+    as world files and .aux.xml, a VRT's sources): an edited source tile or world file is noticed too. Those are
+    not read (a VRT may have thousands of sources)."""
+    checksum = file_checksum(path)
+    if not companions:
+        return checksum
+    digest = hashlib.sha256()
+    for companion in companions:
+        stat = companion.stat()
+        digest.update(f"{companion}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return f"{checksum}+{len(companions)}:{digest.hexdigest()}"
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,8 @@ class Scene:
     # A colour-mapped raster's lookup: for each index, the model's bands in order, then alpha (0: transparent).
     palette: np.ndarray | None = field(default=None, compare=False)
     full_scale: float | None = None  # the integer value that is full brightness, when declared or given (--bit-depth)
+    # the other files GDAL reads with it: sidecars (world file, .aux.xml, .ovr), a VRT's sources
+    companions: tuple[Path, ...] = ()
 
     @property
     def georeferenced(self) -> bool:
@@ -131,6 +133,7 @@ def open_scene(path: Path, bands: list[str], gsd_m: float | None = None, bit_dep
                     band_indexes=band_indexes,
                     palette=palette,
                     full_scale=None if palette is not None else _full_scale(path, src, band_indexes[0], bit_depth),
+                    companions=_companions(path, src.files),
                 )
     except RasterioError as exc:
         raise SceneReadError(
@@ -153,6 +156,12 @@ def _georeference(path: Path, src: rasterio.DatasetReader) -> tuple[CRS, Affine]
             f"{path}: its CRS cannot be read ({exc}); assign a real CRS (gdal_edit -a_srs EPSG:...) or remove it "
             "and pass --gsd"
         ) from None
+
+
+def _companions(path: Path, files: list[str]) -> tuple[Path, ...]:
+    """The local files GDAL reads with the raster at ``path`` besides it (not those behind /vsi... paths)."""
+    own = path.resolve()
+    return tuple(p for p in (Path(f).resolve() for f in files) if p != own and p.is_file())
 
 
 def _full_scale(path: Path, src: rasterio.DatasetReader, band: int, bit_depth: int | None) -> float | None:

@@ -24,7 +24,7 @@ from pipelines.errors import ScoringConfigError, ScoringError
 from pipelines.executors import EXECUTORS, open_executor
 from pipelines.export import atomic_path, check_output_path, combine, write_panels, write_tiles_csv
 from pipelines.folders import check_writable_folder
-from pipelines.manifest import Manifest, SceneRecord, file_checksum
+from pipelines.manifest import Manifest, SceneRecord, scene_checksum
 from pipelines.options import checked_values
 from pipelines.predictors import Predictor, load_predictor
 from pipelines.scenes import Scene, find_inputs, open_scene, scene_key
@@ -221,7 +221,7 @@ def score(
     for path in paths:
         try:
             scene = open_scene(path, predictor.metadata.bands, options.gsd_m, options.bit_depth)
-            checksum = file_checksum(path)
+            checksum = scene_checksum(path, scene.companions)
         except (ScoringError, OSError) as exc:
             failures[str(path)] = str(exc)
             continue

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pyogrio
 import pytest
 import rasterio
+import rasterio.shutil
 import shapely
 from fixtures.scenes import DarkBluePredictor, write_scene
 from rasterio.control import GroundControlPoint
@@ -496,6 +497,18 @@ def test_resume_skips_finished_scenes(tmp_path):
     assert (forced.scored, forced.resumed) == (1, 0)
     assert _score([tmp_path], out, threshold=0.9).scored == 2  # other options: results differ, nothing reused
     assert _score([tmp_path], out, threshold=0.9, precision="fp32").scored == 2  # so does another precision
+
+
+def test_a_vrt_is_scored_again_when_one_of_its_source_tiles_changes(tmp_path):
+    tile = write_scene(tmp_path / "tiles" / "t.tif", width=40, height=40, panels=[(5, 5, 15, 25)])
+    vrt = tmp_path / "mosaic.vrt"
+    rasterio.shutil.copy(tile.path, vrt, driver="VRT")  # a VRT over the tile, as gdal_translate -of VRT writes
+    out = tmp_path / "panels.geojson"
+    assert _score([vrt], out).panels == 1
+    assert _score([vrt], out).resumed == 1  # nothing changed
+    write_scene(tile.path, width=40, height=40, panels=[], seed=3)  # the source tile edited, the VRT not
+    again = _score([vrt], out)
+    assert (again.scored, again.resumed, again.panels) == (1, 0, 0)
 
 
 def test_the_manifest_gains_a_line_per_scene_and_a_line_cut_short_rescores_only_its_scene(tmp_path, caplog):
