@@ -204,7 +204,8 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
     train_items = [i for i in catalog.items("train") if has_reliable_label(i, config.weak_positive_max_year)]
     prepared_train = prepare_items(train_items, config.gsd_m, len(BANDS), crop_size=config.tile_size)
     val_items = [i for i in catalog.items("val") if has_reliable_label(i, config.weak_positive_max_year)]
-    prepared_val = prepare_items(val_items, config.gsd_m, len(BANDS), crop_size=config.tile_size)
+    # all of them, large presence-only images too (judged tile by tile, as calibrate and evaluate judge them)
+    prepared_val = prepare_items(val_items, config.gsd_m, len(BANDS))
     if not prepared_train:
         raise ValueError(f"catalog {config.catalog} has no usable training items")
 
