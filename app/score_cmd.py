@@ -48,7 +48,7 @@ def score(
     ] = 8,
     threshold: Annotated[
         float | None,
-        typer.Option(min=0.0, max=1.0, help="Pixel probability for a panel; default: the model's."),
+        typer.Option(help="Pixel probability for a panel, in (0, 1]; default: the model's."),
     ] = None,
     workers: Annotated[
         int | None,
@@ -76,7 +76,7 @@ def score(
         ),
     ] = True,
     executor: Annotated[
-        str, typer.Option(help="local (this process) or ray (a Ray cluster; pip install 'solarscan[ray]').")
+        str, typer.Option(help="local (this process) or ray (a Ray cluster; pip install 'solarscan\\[ray]').")
     ] = "local",
     ray_address: Annotated[
         str | None,
