@@ -14,12 +14,16 @@ RUN python3.11 -m venv /opt/solarscan
 ENV PATH=/opt/solarscan/bin:$PATH
 RUN pip install --index-url "https://download.pytorch.org/whl/${TORCH_VARIANT}" torch==2.14.1 torchvision==0.29.1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# The dependencies first, from pyproject.toml alone, so that a change to the code reinstalls only the package.
+COPY pyproject.toml README.md constraints.txt ./
+RUN python -c "import subprocess, sys, tomllib; \
+deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
+subprocess.check_call([sys.executable, '-m', 'pip', 'install', '-c', 'constraints.txt', *deps])"
 COPY app ./app
 COPY models ./models
 COPY pipelines ./pipelines
 COPY data_catalog ./data_catalog
-RUN pip install .
+RUN pip install --no-deps .
 
 FROM ${BASE_IMAGE} AS runtime
 # The encoder is compiled ahead of time with a C++ compiler (kept in ~/.cache/solarscan); without one, scoring
@@ -31,5 +35,6 @@ COPY --from=build /opt/solarscan /opt/solarscan
 ENV PATH=/opt/solarscan/bin:$PATH PYTHONUNBUFFERED=1
 USER solarscan
 WORKDIR /home/solarscan
+EXPOSE 8000
 ENTRYPOINT ["solarscan"]
 CMD ["--help"]

@@ -6,10 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup browser demo test bench lint clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+# A .venv without a working pip (one whose creation failed half-way) is made again.
+$(STAMP): pyproject.toml constraints.txt
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,ray]'
 	touch $(STAMP)
 
 # Debian's Chromium for the browser test (never a browser download by a test tool).
