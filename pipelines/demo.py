@@ -10,6 +10,8 @@ import geopandas as gpd
 from data_catalog.sample import sample_chips
 from models import read_metadata
 from pipelines.contact_sheet import render_contact_sheet
+from pipelines.errors import ScoringConfigError
+from pipelines.folders import check_writable_folder
 from pipelines.predictors import default_bundle_path
 from pipelines.scoring import ScoreOptions, ScoreSummary, score
 
@@ -18,7 +20,7 @@ CAPTION = "Imagery: (c) swisstopo (Bern chips); USGS, public domain (Fresno tile
 
 def run_demo(out_dir: Path, model: Path | None = None) -> ScoreSummary:
     """Write ``panels.geojson``, ``tiles.csv``, ``masks/`` and ``contact_sheet.png`` into ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_writable_folder(out_dir, "the demo output (--out)", ScoringConfigError)
     chips = sample_chips()
     gsd = {c.gsd_m for c in chips if c.path.suffix == ".png"}
     options = ScoreOptions(

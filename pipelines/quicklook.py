@@ -22,6 +22,7 @@ from rasterio.warp import calculate_default_transform, reproject
 
 from data_catalog.rasters import open_raster
 from pipelines.errors import BandLayoutError, MissingGeoreferenceError, SceneReadError
+from pipelines.reading import gdal_cache_env
 from pipelines.scenes import expand_palette, palette_colours, select_bands
 
 WEB_MERCATOR = "EPSG:3857"
@@ -70,7 +71,7 @@ def overlay_grid(src: rasterio.DatasetReader, max_size: int = MAX_SIZE) -> Overl
 def render(path: Path, max_size: int = MAX_SIZE) -> Quicklook:
     """An RGBA PNG of the raster at ``path`` (its red, green and blue bands, or its first band in grey)."""
     try:
-        with open_raster(path) as src:
+        with gdal_cache_env(), open_raster(path) as src:  # a huge upload's blocks are never read again
             grid = overlay_grid(src, max_size)
             # Decimated read at about the quicklook's resolution, then warped onto its grid.
             factor = max(1.0, min(src.width / grid.width, src.height / grid.height))

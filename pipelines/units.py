@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
@@ -21,7 +20,6 @@ from typing import TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
-import rasterio
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
@@ -32,7 +30,7 @@ from pipelines.errors import EmptySceneError, SceneReadError, ScoringError
 from pipelines.heap import release_free_memory
 from pipelines.predictors import Predictor
 from pipelines.probability import MaskWriter, ModelGridProbability
-from pipelines.reading import SceneReader, iter_batches
+from pipelines.reading import SceneReader, gdal_cache_env, iter_batches
 from pipelines.scenes import Scene, scene_key
 from pipelines.tiling import Tile, batch_tiles, model_grid, scene_tiles
 from pipelines.vectorising import PixelPolygons, StripVectoriser, clean, join_across_seams
@@ -171,19 +169,6 @@ def plan_units(
             )
         )
     return units
-
-
-# GDAL's block cache defaults to 5 % of RAM and fills with blocks of the scene and of the probability raster that
-# are never read again, so it grew peak RSS with scene size (measured +64 % for 4x the area with the default on a
-# 24 GiB machine). Tiles are read in row-major order, so a few rows of blocks are all that is ever reused: 256 MB
-# holds four rows of 512 px RGB blocks of a 40,000 px wide scene. A user's own GDAL_CACHEMAX wins.
-GDAL_CACHE_BYTES = 256 * 2**20
-
-
-def gdal_cache_env() -> rasterio.Env:
-    """The GDAL settings scoring runs under: a bounded block cache unless the user set ``GDAL_CACHEMAX``."""
-    # rasterio.Env takes GDAL_CACHEMAX in bytes (GDAL's environment variable reads small numbers as MB).
-    return rasterio.Env() if "GDAL_CACHEMAX" in os.environ else rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES)
 
 
 def reader_threads(options: ScoreOptions, predictor: Predictor) -> int:

@@ -22,6 +22,14 @@ def test_shipped_bundle_loads_with_its_training_record():
     assert default_bundle_path().stat().st_size < 60 * 2**20
 
 
+def test_demo_into_a_file_is_a_usage_error_naming_it(tmp_path):
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    result = CliRunner().invoke(cli, ["demo", "--out", str(taken)])
+    assert result.exit_code == 2 and "is a file, not a folder" in result.output and "notes.txt" in result.output
+    assert taken.read_text() == "mine"
+
+
 @pytest.mark.slow
 def test_demo_scores_the_sample_and_draws_it(tmp_path):
     out = tmp_path / "demo"

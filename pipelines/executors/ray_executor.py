@@ -105,11 +105,18 @@ class RayExecutor:
             yield outcome
 
     def _slots(self) -> int:
-        """How many actors the cluster holds now: one per GPU share asked for, else one per CPU."""
+        """How many actors the cluster's live nodes hold now. Each takes 1 CPU and its GPU share on one node, so a
+        node holds as many as both its CPUs and its GPUs allow (counting the whole cluster's GPUs would start actors
+        that never get a place, and units handed to them would never finish)."""
         gpus = self.options.num_gpus_per_worker
-        resources = ray.cluster_resources()
-        slots = int(resources.get("GPU", 0) // gpus) if gpus > 0 else int(resources.get("CPU", 0))
+        slots = 0
+        for node in ray.nodes():
+            if not node.get("Alive"):
+                continue
+            cpus, node_gpus = int(node["Resources"].get("CPU", 0)), node["Resources"].get("GPU", 0)
+            slots += min(cpus, int(node_gpus // gpus)) if gpus > 0 else cpus
         if slots < 1:
+            resources = ray.cluster_resources()
             raise ScoringConfigError(
                 f"the Ray cluster has no room for a worker with {gpus} GPU(s) and 1 CPU "
                 f"(it has {resources.get('GPU', 0)} GPU(s), {resources.get('CPU', 0)} CPU(s))"

@@ -167,3 +167,21 @@ def test_every_ray_worker_plans_its_share_of_the_job(scenes, tmp_path):
     # Strips of a split scene score a few tiles twice, so each share is at least half the local job's tiles.
     for size, total in local["tiles"].items():
         assert -(-total // 2) <= shares[0]["tiles"][size] <= total
+
+
+@pytest.mark.parametrize(
+    ("nodes", "gpus_per_worker", "slots"),
+    [
+        ([{"CPU": 1, "GPU": 1}], 0.5, 1),  # two GPU shares, but one CPU
+        ([{"CPU": 8, "GPU": 1}] * 3, 0.75, 3),  # 2.25 GPUs' worth of shares in all, one whole share per node
+        ([{"CPU": 4, "GPU": 2}, {"CPU": 16}], 1, 2),  # the CPU-only node holds no GPU worker
+        ([{"CPU": 4}, {"CPU": 2}], 0, 6),  # CPU workers: one per CPU
+    ],
+)
+def test_workers_are_sized_to_what_each_live_node_holds(monkeypatch, nodes, gpus_per_worker, slots):
+    from pipelines.executors.ray_executor import RayExecutor
+
+    dead = {"Alive": False, "Resources": {"CPU": 64, "GPU": 8}}
+    monkeypatch.setattr(ray, "nodes", lambda: [dead, *({"Alive": True, "Resources": r} for r in nodes)])
+    options = ScoreOptions(executor="ray", num_gpus_per_worker=gpus_per_worker)
+    assert RayExecutor(None, options)._slots() == slots

@@ -545,7 +545,7 @@ def test_options_reject_unknown_keys_and_bad_values(tmp_path):
 
 
 def test_scoring_bounds_the_gdal_block_cache_unless_the_user_sets_it(monkeypatch):
-    from pipelines.units import GDAL_CACHE_BYTES, gdal_cache_env
+    from pipelines.reading import GDAL_CACHE_BYTES, gdal_cache_env
 
     monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
     with gdal_cache_env():
