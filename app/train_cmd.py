@@ -74,10 +74,18 @@ def evaluate(
     tta: Annotated[bool, typer.Option(
         "--tta", help="Judge pixel maps averaged over flips and quarter turns, as `solarscan score --tta` makes "
                       "them, at the bundle's threshold for that.")] = False,
+    scenes: Annotated[bool, typer.Option(
+        "--scenes", help="Judge whole scenes scored by `solarscan score` instead of lone items: seeded mosaics of "
+                         "the split's tiles at 2 % and 10 % panel cells and panel-free (cell recall and precision, "
+                         "false panels per km2), and its images with drawn labels (object recall and precision, "
+                         "pixel IoU).")] = False,
+    no_gate: Annotated[bool, typer.Option(
+        "--no-gate", help="With --scenes: run the decoder on every tile, as `solarscan score --no-gate`.")] = False,
 ) -> None:
     """Tile, pixel, panel-object and area metrics of a bundle on a catalog split, per source."""
     from data_catalog import CatalogError
     from models import ModelError, json_null_nan
+    from pipelines.errors import ScoringError
     from pipelines.evaluation import evaluate as run
     from pipelines.evaluation import format_table
     from pipelines.folders import check_writable_folder
@@ -86,13 +94,26 @@ def evaluate(
     try:
         if json_path is not None:
             check_writable_folder(json_path.resolve().parent, "the report (--json)")
-        report = run(catalog, model, split, device=device, precision=precision, as_scored=as_scored, tta=tta)
-    except (CatalogError, ModelError, ValueError) as exc:
+        if scenes:
+            report = _evaluate_scenes(catalog, model, split, device, precision, tta, not no_gate)
+        else:
+            report = run(catalog, model, split, device=device, precision=precision, as_scored=as_scored, tta=tta)
+    except (CatalogError, ModelError, ScoringError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(format_table(report))
     if json_path is not None:
         json_path.write_text(json.dumps(json_null_nan(report), indent=2, allow_nan=False))
+
+
+def _evaluate_scenes(catalog: Path, model: Path, split: str, device: str, precision: str, tta: bool,
+                     gate: bool) -> dict[str, Any]:
+    from pipelines.predictors import load_predictor
+    from pipelines.scene_evaluation import evaluate_scenes
+    from pipelines.scoring import ScoreOptions
+
+    options = ScoreOptions(model=model, device=device, precision=precision, tta=tta, gate=gate)
+    return evaluate_scenes(catalog, load_predictor(model, device, precision, gate=gate, tta=tta), split, options)
 
 
 def calibrate(
@@ -106,16 +127,28 @@ def calibrate(
     tta: Annotated[bool, typer.Option(
         "--tta", help="Choose only the pixel threshold for `solarscan score --tta` (maps averaged over flips "
                       "and quarter turns; eight times the model time).")] = False,
+    scenes: Annotated[bool, typer.Option(
+        "--scenes", help="Choose the pixel and gate thresholds on whole scenes scored by `solarscan score` (as "
+                         "`evaluate --scenes` judges them) instead of the tile threshold on lone items.")] = False,
 ) -> None:
-    """Choose a bundle's tile threshold (best accuracy over sources with both classes) on a catalog split."""
+    """Choose a bundle's tile threshold (best accuracy over sources with both classes) on a catalog split, or with
+    --scenes its pixel and gate thresholds on whole scenes."""
     from data_catalog import CatalogError
     from models import ModelError, json_null_nan
     from pipelines.calibration import calibrate as run
+    from pipelines.errors import ScoringError
+    from pipelines.scene_calibration import calibrate_scenes
 
     _check_split(split)
+    if scenes and (tune_pixel or tta):
+        typer.echo("error: --scenes chooses the pixel threshold itself; drop --tune-pixel and --tta", err=True)
+        raise typer.Exit(2)
     try:
-        report = run(catalog, model, split, tune_pixel, out, device=device, precision=precision, tta=tta)
-    except (CatalogError, ModelError, ValueError) as exc:
+        if scenes:
+            report = calibrate_scenes(catalog, model, split, out, device=device, precision=precision)
+        else:
+            report = run(catalog, model, split, tune_pixel, out, device=device, precision=precision, tta=tta)
+    except (CatalogError, ModelError, ScoringError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(json.dumps(json_null_nan(report), indent=2, allow_nan=False))

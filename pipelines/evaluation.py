@@ -16,7 +16,13 @@ from data_catalog.labels import load_mask
 from data_catalog.rasters import open_raster
 from models import Bundle, load_bundle
 from pipelines.metrics import AreaCounter, ObjectCounter, PixelCounter
-from pipelines.predictors import GATE_FRACTION, Predictor, pixel_threshold, predictor_for
+from pipelines.predictors import (
+    GATE_FRACTION,
+    Predictor,
+    default_gate_threshold,
+    pixel_threshold,
+    predictor_for,
+)
 from pipelines.runtime import Runtime
 from pipelines.scoring import ScoreOptions, score
 from pipelines.training_config import VISIBLE_PLANT_MAX_YEAR
@@ -61,7 +67,8 @@ def evaluate(catalog_dir: Path, bundle_path: Path, split: str = "test", device: 
     prepared, predictions = predict_split(catalog_dir, bundle, split, runtime, tta)
     thresholds = {"tile": meta.thresholds["tile"], "pixel": pixel_threshold(meta, tta)}
     metrics = score_items(prepared, predictions, thresholds["tile"], thresholds["pixel"],
-                          outline_min_pixels=ScoreOptions().min_area_m2 / meta.gsd_m**2)
+                          outline_min_pixels=ScoreOptions().min_area_m2 / meta.gsd_m**2,
+                          gate_threshold=default_gate_threshold(meta))
     if as_scored:
         drawn = [p.item for p in prepared if p.item.label_kind != "presence"]
         metrics.update(scored_pixel_metrics(drawn, predictor_for(bundle, runtime, tta=tta)))
@@ -102,14 +109,16 @@ def scored_pixel_metrics(items: list[LabelledItem], predictor: Predictor) -> dic
 
 
 def score_items(prepared: list[PreparedItem], predictions: list[tuple[float, np.ndarray]],
-                tile_threshold: float, pixel_threshold: float, outline_min_pixels: float = 1.0) -> dict[str, float]:
+                tile_threshold: float, pixel_threshold: float, outline_min_pixels: float = 1.0,
+                gate_threshold: float | None = None) -> dict[str, float]:
     """Validation's tile and pixel metrics plus, over items with drawn labels, object precision/recall/F1 at
     IoU >= 0.5 and the relative panel-area error |predicted - true| / true; for weak registry positives, the
     tile recall (``weak_positive_recall``); and, over items with only a presence label, how well panel outlines
     alone find them (``outline_recall`` / ``outline_precision``): an item is outlined when it passes scoring's
-    classifier gate and at least ``outline_min_pixels`` of its pixels reach the pixel threshold (scoring drops
+    classifier gate (``gate_threshold``, by default ``GATE_FRACTION`` of the tile threshold) and at least ``outline_min_pixels`` of its pixels reach the pixel threshold (scoring drops
     smaller polygons)."""
     metrics = score_predictions(prepared, predictions, tile_threshold, pixel_threshold)
+    gate = tile_threshold * GATE_FRACTION if gate_threshold is None else gate_threshold
     objects: dict[str, ObjectCounter] = defaultdict(lambda: ObjectCounter(OBJECT_MIN_IOU))
     areas: dict[str, AreaCounter] = defaultdict(AreaCounter)
     weak: dict[str, list[bool]] = defaultdict(list)
@@ -122,7 +131,7 @@ def score_items(prepared: list[PreparedItem], predictions: list[tuple[float, np.
                 objects[key].update(p.mask, predicted)
                 areas[key].update(p.mask, predicted)
             continue
-        outlined = bool(tile_prob >= tile_threshold * GATE_FRACTION
+        outlined = bool(tile_prob >= gate
                         and np.count_nonzero(pixel_prob >= pixel_threshold) >= outline_min_pixels)
         for key in keys:
             outlines[key].append((p.has_panels, outlined))

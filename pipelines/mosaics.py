@@ -9,7 +9,7 @@ reuses them in another of their eight flips and quarter turns.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,13 +44,14 @@ class Mosaic:
 
 
 def mosaic_items(items: Sequence[LabelledItem]) -> list[LabelledItem]:
-    """The presence-labelled items that can be laid in a grid: those of the most common square tile shape."""
-    tiles = [i for i in items if i.label_kind == "presence" and i.has_panels is not None
-             and i.shape[0] == i.shape[1]]
-    if not tiles:
-        return []
-    shape = Counter(i.shape for i in tiles).most_common(1)[0][0]
-    return [i for i in tiles if i.shape == shape]
+    """The presence-labelled items that can be laid in a grid: the largest set of one source and one square tile
+    shape that holds tiles both with and without panels (none when no set does)."""
+    groups: dict[tuple[str, tuple[int, int]], list[LabelledItem]] = defaultdict(list)
+    for item in items:
+        if item.label_kind == "presence" and item.has_panels is not None and item.shape[0] == item.shape[1]:
+            groups[(item.source, item.shape)].append(item)
+    both = [tiles for tiles in groups.values() if len({i.has_panels for i in tiles}) == 2]
+    return max(both, key=len) if both else []
 
 
 def build_mosaics(items: Sequence[LabelledItem], out_dir: Path, panel_share: float, seed: int,

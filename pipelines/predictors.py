@@ -32,9 +32,11 @@ from pipelines.timing import stage
 log = logging.getLogger(__name__)
 
 DEFAULT_BUNDLE_NAME = "solarscan-res2netplus50.safetensors"
-# The decoder runs on tiles whose panel probability reaches this fraction of the bundle's tile threshold, so the
-# gate only skips tiles the classifier is sure about.
+# Without a gate threshold chosen on scenes (``solarscan calibrate --scenes``), the decoder runs on tiles whose
+# panel probability reaches this fraction of the bundle's tile threshold, so the gate only skips tiles the
+# classifier is sure about.
 GATE_FRACTION = 0.5
+GATE_THRESHOLD = "gate"  # the bundle's threshold for running the decoder on a tile, chosen on scenes
 TTA_PIXEL_THRESHOLD = "pixel_tta"  # the bundle's pixel threshold chosen for scoring with test-time augmentation
 
 
@@ -94,9 +96,7 @@ class ModelPredictor:
         self._encode_shape: tuple[int, ...] | None = None  # the batch shape ``_encode`` was compiled for; None: eager
         self._weights: str | None = None  # ``encoder_digest`` of the model, once a job has needed it
         self.gate = gate
-        self.gate_threshold = (
-            self.metadata.thresholds["tile"] * GATE_FRACTION if gate_threshold is None else gate_threshold
-        )
+        self.gate_threshold = default_gate_threshold(self.metadata) if gate_threshold is None else gate_threshold
         stem = bundle.path.stem if bundle.path else self.metadata.architecture
         self.name = f"{stem} ({self.metadata.architecture} {self.metadata.package_version}{', tta' if tta else ''})"
 
@@ -168,6 +168,13 @@ class ModelPredictor:
 
         first = probability(x, features)
         return dihedral_mean(x, probability, first, batch) if self.tta else first
+
+
+def default_gate_threshold(metadata: BundleMetadata) -> float:
+    """The tile probability from which the decoder runs: the bundle's gate threshold, chosen on scenes, or else
+    ``GATE_FRACTION`` of its tile threshold."""
+    thresholds = metadata.thresholds
+    return thresholds.get(GATE_THRESHOLD, thresholds["tile"] * GATE_FRACTION)
 
 
 def pixel_threshold(metadata: BundleMetadata, tta: bool) -> float:

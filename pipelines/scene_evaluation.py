@@ -32,9 +32,11 @@ from data_catalog import Catalog, LabelledItem
 from data_catalog.labels import load_mask
 from data_catalog.rasters import open_raster
 from pipelines.metrics import EIGHT_CONNECTED, PixelCounter
-from pipelines.mosaics import Mosaic, build_mosaics, mosaic_items
+from pipelines.mosaics import MOSAIC_CELLS, Mosaic, build_mosaics, mosaic_items
 from pipelines.predictors import Predictor
 from pipelines.scoring import ScoreOptions, score
+from pipelines.training_config import VISIBLE_PLANT_MAX_YEAR
+from pipelines.training_data import has_reliable_label
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +71,8 @@ def scene_cases(items: Sequence[LabelledItem], workdir: Path, shares: Iterable[f
     if tiles:
         source = tiles[0].source
         for k, share in enumerate([*shares, 0.0]):
-            for mosaic in build_mosaics(tiles, workdir / "mosaics", share, seed + k, PANEL_FREE_MOSAICS):
+            for mosaic in build_mosaics(tiles, workdir / "mosaics", share, seed + k, PANEL_FREE_MOSAICS,
+                                        MOSAIC_CELLS):
                 cases.append(SceneCase(mosaic.path, source, mosaic.gsd_m, mosaic=mosaic))
     drawn_sources = {i.source for i in items if i.label_kind != "presence"}
     for item in items:
@@ -217,7 +220,8 @@ def scene_objective(metrics: dict[str, float]) -> float:
 def split_cases(catalog_dir: Path, split: str, workdir: Path) -> list[SceneCase]:
     """The scene cases of a catalog split (mosaics written under ``workdir``)."""
     items = Catalog.open(catalog_dir).items(split)
-    cases = scene_cases(items, workdir)
+    # the same scenes for every bundle, whatever year its training took weak positives up to
+    cases = scene_cases([i for i in items if has_reliable_label(i, VISIBLE_PLANT_MAX_YEAR)], workdir)
     if not cases:
         raise ValueError(f"catalog {catalog_dir} split {split!r} holds no tiles to lay in mosaics and no images "
                          "with drawn labels")

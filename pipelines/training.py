@@ -40,6 +40,7 @@ from pipelines.training_data import (
     sampling_weights,
 )
 from pipelines.training_distributed import Distributed
+from pipelines.training_mosaics import MixedCropDataset, mosaic_dataset
 from pipelines.validation import predict_prepared, score_predictions, selection_score
 
 log = logging.getLogger(__name__)
@@ -99,14 +100,17 @@ def reset_broken_norm_statistics(model: nn.Module) -> dict[str, int]:
 
 
 def mixup(batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """MixUp: blend each sample with a shuffled partner; pixel loss only where both masks are known.
+    """MixUp: blend each sample with a shuffled partner; pixel loss only where both masks are known, bags from the
+    dominant sample.
 
     Every draw comes from ``generator`` (torch has no Beta sampler that takes one), so a resumed run mixes alike.
     """
     lam = float(np.random.default_rng(int(torch.randint(2**62, (1,), generator=generator))).beta(0.4, 0.4))
     perm = torch.randperm(batch["image"].shape[0], generator=generator)
-    mixed = {k: lam * v + (1 - lam) * v[perm] for k, v in batch.items() if k != "weight"}
+    mixed = {k: lam * v + (1 - lam) * v[perm] for k, v in batch.items() if k not in ("weight", "bag")}
     mixed["weight"] = batch["weight"] * batch["weight"][perm]
+    if "bag" in batch:  # bag ids cannot be blended: the bags of whichever sample dominates the blend
+        mixed["bag"] = batch["bag"] if lam >= 0.5 else batch["bag"][perm]
     return mixed
 
 
@@ -130,20 +134,28 @@ def detection_loss(output, batch: dict[str, torch.Tensor], pixel_weight: float, 
     bag = batch.get("bag")
     bag_loss = logits.sum() * 0.0
     if bag_weight > 0 and bag is not None and bool((bag > 0).any()):
-        share = bag.flatten(1).amax(1)  # how much of each (possibly MixUp-blended) crop is a bag
-        chosen = share > 0
-        inside = logits.flatten(1)[chosen].masked_fill(bag.flatten(1)[chosen] <= 0, -torch.inf)
-        values = inside.topk(min(BAG_TOP_PIXELS, inside.shape[1]), dim=1).values
-        found = torch.isfinite(values)  # a bag of fewer pixels than that averages the pixels it has
-        top = values.where(found, 0.0).sum(1) / found.sum(1)
-        bags = F.binary_cross_entropy_with_logits(top, torch.ones_like(top), reduction="none")
-        bag_loss = (bags * share[chosen]).sum() / share[chosen].sum()
+        bag_loss = _bag_loss(logits, bag)
     distill = logits.sum() * 0.0
     if distill_weight > 0 and teacher_logits is not None:
         distill = F.binary_cross_entropy_with_logits(logits, torch.sigmoid(teacher_logits.float()))
     total = tile + pixel_weight * (pixel + bag_weight * bag_loss) + distill_weight * distill
     return total, {"tile_loss": float(tile.detach()), "pixel_loss": float(pixel.detach()),
                    "bag_loss": float(bag_loss.detach()), "distill_loss": float(distill.detach())}
+
+
+def _bag_loss(logits: torch.Tensor, bag: torch.Tensor) -> torch.Tensor:
+    """Multiple-instance BCE over every bag of the batch: ``bag`` holds each pixel's bag id (0: none; a crop may hold
+    several, e.g. the panel cells of a mosaic crop); the mean logit of a bag's ``BAG_TOP_PIXELS`` most confident
+    pixels should say panel. Bags are averaged alike, whatever their size."""
+    flat_logits, flat_bags = logits.flatten(1), bag.flatten(1).round().long()
+    tops = []
+    for sample, ids in enumerate(flat_bags):
+        for bag_id in ids.unique():
+            if bag_id > 0:
+                inside = flat_logits[sample][ids == bag_id]
+                tops.append(inside.topk(min(BAG_TOP_PIXELS, inside.numel())).values.mean())
+    top = torch.stack(tops)
+    return F.binary_cross_entropy_with_logits(top, torch.ones_like(top))
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -238,6 +250,9 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
         copy_paste = CopyPaste(cut_panels(labelled, config.tile_size // 2, MIN_PANEL_PIXELS), config.copy_paste_rate)
     dataset = TileSampleDataset(prepared_train, config.tile_size, mean, std, default_augmentation(),
                                 copy_paste=copy_paste, bags=config.bag_loss_weight > 0)
+    if config.mosaic_rate > 0:
+        dataset = MixedCropDataset(dataset, mosaic_dataset(prepared_train, config.tile_size, mean, std),
+                                   config.mosaic_rate)
     weights = sampling_weights(prepared_train, config.tile_size, config.source_weights)
     global_batch = config.batch_size * distributed.world_size
     steps_per_epoch = config.steps_per_epoch or max(1, int(sum(weights)) // global_batch)

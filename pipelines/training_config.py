@@ -37,6 +37,10 @@ class TrainConfig:
     pixel_loss_weight: float = 1.0
     # > 0: items labelled only "has panels" teach the decoder too, as multiple-instance bags (relative to pixels)
     bag_loss_weight: float = 0.0
+    # > 0: this share of crops is cut from random mosaics of the presence-labelled tiles (panel-free cells are
+    # known empty masks, each panel cell a bag of its own; needs bag_loss_weight > 0), so the detector learns
+    # lone arrays among other roofs as scenes show them
+    mosaic_rate: float = 0.0
     # > 0 (with init_from): pixel maps are also pulled towards the starting model's, so that fine-tuning on new
     # tiles keeps what the model segmented before (distillation, as in "learning without forgetting")
     distill_weight: float = 0.0
@@ -59,6 +63,10 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
         if self.bag_loss_weight < 0:
             raise ValueError(f"bag_loss_weight must be >= 0, got {self.bag_loss_weight}")
+        if not 0 <= self.mosaic_rate <= 1:
+            raise ValueError(f"mosaic_rate must be in [0, 1], got {self.mosaic_rate}")
+        if self.mosaic_rate > 0 and self.bag_loss_weight <= 0:
+            raise ValueError("mosaic_rate needs bag_loss_weight > 0: a mosaic's panel cells teach the decoder as bags")
         if self.distill_weight < 0:
             raise ValueError(f"distill_weight must be >= 0, got {self.distill_weight}")
         if self.distill_weight > 0 and self.init_from is None:

@@ -81,7 +81,10 @@ def test_panel_free_mosaics_and_what_mosaics_refuse(tmp_path):
         build_mosaics(items, tmp_path / "x", panel_share=1.0, seed=0)
     odd = _item(tmp_path / "odd.tif", "presence", True, shape=(40, 20))
     drawn = _item(tmp_path / "m.tif", "mask", True)
-    assert mosaic_items([*items, odd, drawn]) == items  # one square shape, presence labels only
+    others = [_item(tmp_path / f"o{k}.tif", "presence", True, source="positives only") for k in range(20)]
+    # one source and one square shape, presence labels of both classes only
+    assert mosaic_items([*items, odd, drawn, *others]) == items
+    assert mosaic_items(others) == []
 
 
 def _mosaic(cells: np.ndarray, px: int = 10, gsd: float = 1.0) -> Mosaic:

@@ -1,0 +1,70 @@
+"""Choosing a bundle's pixel and gate thresholds on whole validation scenes, scored as ``solarscan score`` scores.
+
+Lone chips reward a gate that a scene's lone array never passes; scenes are what the thresholds serve. The pixel
+threshold is the one of best ``scene_objective`` on the scenes scored without the gate; the gate threshold is then
+the highest of ``GATE_CANDIDATES`` whose gated scoring keeps that objective within ``GATE_TOLERANCE`` (the gate
+only saves time: the decoder decides what is a panel).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from models import load_bundle, rewrite_metadata
+from pipelines.calibration import PIXEL_CANDIDATES
+from pipelines.folders import check_writable_folder
+from pipelines.predictors import GATE_THRESHOLD, predictor_for
+from pipelines.runtime import Runtime
+from pipelines.scene_evaluation import judge_cases, scene_objective, score_cases, split_cases
+from pipelines.scoring import ScoreOptions
+
+log = logging.getLogger(__name__)
+
+GATE_CANDIDATES = (0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01)
+GATE_TOLERANCE = 0.005  # the gated scene objective may fall this far below the ungated one
+
+
+def calibrate_scenes(catalog_dir: Path, bundle_path: Path, split: str = "val", out: Path | None = None,
+                     device: str = "auto", precision: str = "auto") -> dict[str, Any]:
+    """Choose the pixel and gate thresholds on ``split``'s scenes and write them into the bundle (``out``, default
+    in place). Returns ``{"model", "split", "scenes", "thresholds", "scores"}``, also recorded in the bundle's
+    metrics under ``calibration_scenes``."""
+    check_writable_folder(Path(out or bundle_path).resolve().parent, "the calibrated bundle (--out)")
+    bundle = load_bundle(bundle_path)
+    runtime = Runtime.resolve(device, precision)
+    options = ScoreOptions(compile="off", progress=False)
+    with tempfile.TemporaryDirectory(prefix="solarscan-calibrate-") as work:
+        cases = split_cases(catalog_dir, split, Path(work))
+        ungated = score_cases(cases, predictor_for(bundle, runtime, gate=False, compile="off"), Path(work) / "all",
+                              replace(options, gate=False))
+        by_pixel = {float(t): scene_objective(judge_cases(cases, ungated, float(t), options.min_area_m2))
+                    for t in PIXEL_CANDIDATES}
+        if all(math.isnan(v) for v in by_pixel.values()):
+            raise ValueError(f"the scenes of split {split!r} of {catalog_dir} have no panels to find; cannot choose "
+                             "thresholds on them")
+        pixel = max(by_pixel, key=lambda t: (by_pixel[t], -abs(t - 0.5)))
+        best = by_pixel[pixel]
+        gate, gated_score = 0.0, best
+        for candidate in GATE_CANDIDATES:
+            predictor = predictor_for(bundle, runtime, gate=True, gate_threshold=candidate, compile="off")
+            masks = score_cases(cases, predictor, Path(work) / f"gate-{candidate}", options)
+            score = scene_objective(judge_cases(cases, masks, pixel, options.min_area_m2))
+            log.info("gate %.2f: scene objective %.4f (ungated %.4f)", candidate, score, best)
+            if score >= best - GATE_TOLERANCE:
+                gate, gated_score = candidate, score
+                break
+    thresholds = {"pixel": pixel, GATE_THRESHOLD: gate}
+    scores = {"objective_ungated": best, "objective_gated": gated_score,
+              "objective_by_pixel_threshold": {f"{t:.2f}": v for t, v in by_pixel.items()}}
+    metadata = bundle.metadata
+    metadata.thresholds = {**metadata.thresholds, **thresholds}
+    report = {"model": str(bundle_path), "split": split, "scenes": len(cases), "thresholds": thresholds,
+              "scores": scores}
+    metadata.metrics = {**metadata.metrics, "calibration_scenes": {k: v for k, v in report.items() if k != "model"}}
+    rewrite_metadata(bundle_path, metadata, out)
+    return report
