@@ -115,14 +115,17 @@ def score_items(prepared: list[PreparedItem], predictions: list[tuple[float, np.
     IoU >= 0.5 and the relative panel-area error |predicted - true| / true; for weak registry positives, the
     tile recall (``weak_positive_recall``); and, over items with only a presence label, how well panel outlines
     alone find them (``outline_recall`` / ``outline_precision``): an item is outlined when it passes scoring's
-    classifier gate (``gate_threshold``, by default ``GATE_FRACTION`` of the tile threshold) and at least ``outline_min_pixels`` of its pixels reach the pixel threshold (scoring drops
-    smaller polygons)."""
+    classifier gate (``gate_threshold``, by default ``GATE_FRACTION`` of the tile threshold) and at least
+    ``outline_min_pixels`` of its pixels reach the pixel threshold (scoring drops smaller polygons);
+    ``marked_share_median``: the median share of an outlined positive item's pixels marked as panel (how tightly
+    outlines hug the arrays of chips without pixel labels)."""
     metrics = score_predictions(prepared, predictions, tile_threshold, pixel_threshold)
     gate = tile_threshold * GATE_FRACTION if gate_threshold is None else gate_threshold
     objects: dict[str, ObjectCounter] = defaultdict(lambda: ObjectCounter(OBJECT_MIN_IOU))
     areas: dict[str, AreaCounter] = defaultdict(AreaCounter)
     weak: dict[str, list[bool]] = defaultdict(list)
     outlines: dict[str, list[tuple[bool, bool]]] = defaultdict(list)  # (has panels, outlined)
+    marked: dict[str, list[float]] = defaultdict(list)  # share of each outlined positive item marked as panel
     for p, (tile_prob, pixel_prob) in zip(prepared, predictions):
         keys = ("all", p.item.source)
         if p.item.label_kind != "presence":
@@ -135,6 +138,8 @@ def score_items(prepared: list[PreparedItem], predictions: list[tuple[float, np.
                         and np.count_nonzero(pixel_prob >= pixel_threshold) >= outline_min_pixels)
         for key in keys:
             outlines[key].append((p.has_panels, outlined))
+            if p.has_panels and outlined:
+                marked[key].append(float(np.mean(pixel_prob >= pixel_threshold)))
             if p.has_panels and "registry_first_operation" in p.item.properties:
                 weak[key].append(tile_prob >= tile_threshold)
     for key, counter in objects.items():
@@ -143,6 +148,8 @@ def score_items(prepared: list[PreparedItem], predictions: list[tuple[float, np.
         metrics[f"{prefix}panel_area_relative_error"] = areas[key].relative_error()
     for key, found in weak.items():
         metrics[f"{'' if key == 'all' else key + '/'}weak_positive_recall"] = float(np.mean(found))
+    for key, shares in marked.items():
+        metrics[f"{'' if key == 'all' else key + '/'}marked_share_median"] = float(np.median(shares))
     for key, pairs in outlines.items():
         prefix = "" if key == "all" else f"{key}/"
         truth, outlined = np.array(pairs).T

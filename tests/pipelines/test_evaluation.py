@@ -93,8 +93,13 @@ def test_outlines_count_where_the_gate_passes_and_enough_pixels_reach_the_thresh
     predictions = [(0.3, panel), (0.2, panel), (0.9, np.zeros((8, 8))), (0.9, panel)]
     metrics = score_items(prepared, predictions, tile_threshold=0.5, pixel_threshold=0.5, outline_min_pixels=6)
     assert metrics["outline_recall"] == pytest.approx(1 / 3) and metrics["outline_precision"] == 0.5
+    assert metrics["marked_share_median"] == pytest.approx(6 / 64)  # of the one outlined positive, a
     strict = score_items(prepared, predictions, tile_threshold=0.5, pixel_threshold=0.5, outline_min_pixels=7)
     assert strict["outline_recall"] == 0.0 and math.isnan(strict["outline_precision"])
+    assert "marked_share_median" not in strict
+    gated = score_items(prepared, predictions, tile_threshold=0.5, pixel_threshold=0.5, outline_min_pixels=6,
+                        gate_threshold=0.1)  # a gate chosen on scenes lets b through
+    assert gated["outline_recall"] == pytest.approx(2 / 3)
 
 
 def test_scored_masks_are_judged_on_each_items_own_grid(tmp_path):
