@@ -120,7 +120,7 @@ def detection_loss(output, batch: dict[str, torch.Tensor], pixel_weight: float, 
     """Tile BCE plus pixel BCE + soft Dice where the pixel label is known, plus, for crops that are bags (labelled
     only as holding panels somewhere), multiple-instance BCE: the mean logit of the bag's ``BAG_TOP_PIXELS`` most
     confident pixels should say panel; plus, given a teacher's pixel logits, BCE towards its probabilities on
-    every pixel (weighted by ``distill_weight``)."""
+    every pixel of every crop but mosaic crops (``mosaic``; weighted by ``distill_weight``)."""
     tile = F.binary_cross_entropy_with_logits(output.tile_logit.float(), batch["target"])
     logits, mask, weight = output.mask_logit.float(), batch["mask"], batch["weight"]
     known = weight.sum()
@@ -137,7 +137,11 @@ def detection_loss(output, batch: dict[str, torch.Tensor], pixel_weight: float, 
         bag_loss = _bag_loss(logits, bag)
     distill = logits.sum() * 0.0
     if distill_weight > 0 and teacher_logits is not None:
-        distill = F.binary_cross_entropy_with_logits(logits, torch.sigmoid(teacher_logits.float()))
+        per_sample = F.binary_cross_entropy_with_logits(
+            logits, torch.sigmoid(teacher_logits.float()), reduction="none").flatten(1).mean(1)
+        # mosaic crops learn from their cell labels alone: the starting model's maps are what they correct
+        chips = 1 - batch["mosaic"] if "mosaic" in batch else torch.ones_like(per_sample)
+        distill = (per_sample * chips).sum() / chips.sum().clamp_min(1e-6)
     total = tile + pixel_weight * (pixel + bag_weight * bag_loss) + distill_weight * distill
     return total, {"tile_loss": float(tile.detach()), "pixel_loss": float(pixel.detach()),
                    "bag_loss": float(bag_loss.detach()), "distill_loss": float(distill.detach())}

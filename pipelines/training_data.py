@@ -136,7 +136,8 @@ class TileSampleDataset(Dataset):
 
     Returns ``image`` (C, T, T) normalised, ``target`` (tile label), ``mask`` (1, T, T), ``weight`` (1, T, T)
     (where the mask is known) and ``bag`` (1, T, T): with ``bags``, the pixels of a crop known only to hold panels
-    somewhere (a positive presence label; panel-free presence items have a known empty mask).
+    somewhere (a positive presence label; panel-free presence items have a known empty mask), and ``mosaic`` 0 (the
+    crop of one item, not of a mosaic: ``pipelines.training_mosaics``).
     ``copy_paste`` (before the other augmentation) may paste panels onto crops with a known, empty mask.
     """
 
@@ -195,6 +196,7 @@ class TileSampleDataset(Dataset):
             "mask": torch.from_numpy(mask[None].astype(np.float32)),
             "weight": torch.from_numpy(weight[None].astype(np.float32)),
             "bag": torch.from_numpy(bag[None].astype(np.float32)),
+            "mosaic": torch.tensor(0.0),
         }
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:

@@ -73,6 +73,7 @@ class MosaicSampleDataset:
             "mask": torch.from_numpy(mask[None].astype(np.float32)),
             "weight": torch.from_numpy((weight * valid)[None].astype(np.float32)),
             "bag": torch.from_numpy((crop_bag * (valid > 0))[None].astype(np.float32)),
+            "mosaic": torch.tensor(1.0),
         }
 
 

@@ -85,3 +85,14 @@ def test_mosaic_rate_needs_bags(tmp_path):
         TrainConfig(catalog=tmp_path, out=tmp_path, mosaic_rate=0.5)
     with pytest.raises(ValueError, match=r"mosaic_rate must be in \[0, 1\], got 2"):
         TrainConfig(catalog=tmp_path, out=tmp_path, mosaic_rate=2.0, bag_loss_weight=1.0)
+
+
+def test_distillation_leaves_mosaic_crops_to_their_labels():
+    logits = torch.zeros(2, 1, 8, 8)
+    teacher = torch.full((2, 1, 8, 8), 4.0)
+    teacher[1] = -4.0
+    batch = {"target": torch.ones(2), "mask": torch.zeros_like(logits), "weight": torch.zeros_like(logits),
+             "mosaic": torch.tensor([0.0, 1.0])}
+    _, parts = detection_loss(PanelOutput(torch.zeros(2), logits), batch, 1.0, 0.0, teacher, 1.0)
+    chip_only = torch.nn.functional.binary_cross_entropy_with_logits(logits[:1], torch.sigmoid(teacher[:1]))
+    assert parts["distill_loss"] == pytest.approx(float(chip_only))
