@@ -133,7 +133,7 @@ def detection_loss(output, batch: dict[str, torch.Tensor], pixel_weight: float, 
         pixel = logits.sum() * 0.0
     bag = batch.get("bag")
     bag_loss = logits.sum() * 0.0
-    if bag_weight > 0 and bag is not None and bool((bag > 0).any()):
+    if bag_weight > 0 and bag is not None and bool((bag != 0).any()):
         bag_loss = _bag_loss(logits, bag)
     distill = logits.sum() * 0.0
     if distill_weight > 0 and teacher_logits is not None:
@@ -149,17 +149,23 @@ def detection_loss(output, batch: dict[str, torch.Tensor], pixel_weight: float, 
 
 def _bag_loss(logits: torch.Tensor, bag: torch.Tensor) -> torch.Tensor:
     """Multiple-instance BCE over every bag of the batch: ``bag`` holds each pixel's bag id (0: none; a crop may hold
-    several, e.g. the panel cells of a mosaic crop); the mean logit of a bag's ``BAG_TOP_PIXELS`` most confident
-    pixels should say panel. Bags are averaged alike, whatever their size."""
+    several, e.g. the cells of a mosaic crop). The mean logit of a bag's ``BAG_TOP_PIXELS`` most confident pixels
+    should say panel in a panel bag (id > 0) and background in a panel-free one (id < 0), so that the pixels most
+    like a panel in imagery known to hold none are the ones taught otherwise. Panel and panel-free bags are each
+    averaged alike, whatever their size, and the two means added."""
     flat_logits, flat_bags = logits.flatten(1), bag.flatten(1).round().long()
-    tops = []
+    tops: dict[bool, list[torch.Tensor]] = {True: [], False: []}
     for sample, ids in enumerate(flat_bags):
         for bag_id in ids.unique():
-            if bag_id > 0:
+            if bag_id != 0:
                 inside = flat_logits[sample][ids == bag_id]
-                tops.append(inside.topk(min(BAG_TOP_PIXELS, inside.numel())).values.mean())
-    top = torch.stack(tops)
-    return F.binary_cross_entropy_with_logits(top, torch.ones_like(top))
+                tops[bool(bag_id > 0)].append(inside.topk(min(BAG_TOP_PIXELS, inside.numel())).values.mean())
+    loss = logits.sum() * 0.0
+    for panel, values in tops.items():
+        if values:
+            top = torch.stack(values)
+            loss = loss + F.binary_cross_entropy_with_logits(top, torch.full_like(top, float(panel)))
+    return loss
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -136,7 +136,8 @@ class TileSampleDataset(Dataset):
 
     Returns ``image`` (C, T, T) normalised, ``target`` (tile label), ``mask`` (1, T, T), ``weight`` (1, T, T)
     (where the mask is known) and ``bag`` (1, T, T): with ``bags``, the pixels of a crop known only to hold panels
-    somewhere (a positive presence label; panel-free presence items have a known empty mask), and ``mosaic`` 0 (the
+    somewhere (a positive presence label: bag id 1) or of a panel-free presence item (bag id -1: its most
+    panel-like pixels are taught background; its mask is known empty too), and ``mosaic`` 0 (the
     crop of one item, not of a mosaic: ``pipelines.training_mosaics``).
     ``copy_paste`` (before the other augmentation) may paste panels onto crops with a known, empty mask.
     """
@@ -181,7 +182,9 @@ class TileSampleDataset(Dataset):
         if p.mask is not None:
             mask[:h, :w] = p.mask[y:y + t, x:x + t]
         weight = valid if p.mask is not None else np.zeros_like(valid)
-        bag = valid if p.mask is None and self.bags else np.zeros_like(valid)
+        bag = np.zeros((t, t), np.int16)
+        if self.bags and p.item.label_kind == "presence":  # a panel bag, or a panel-free one (bag id -1)
+            bag = valid.astype(np.int16) * (1 if p.has_panels else -1)
         if self.copy_paste is not None and p.mask is not None:
             image, mask = self.copy_paste(image, mask, valid, rng)
         if self.augment is not None:

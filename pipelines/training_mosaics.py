@@ -3,7 +3,8 @@
 A lone chip teaches what a centred, zero-padded array looks like; in a scene the same array is one small part of a
 view full of other roofs. Each mosaic crop lays tiles of one shape in a grid, a few of them with panels: panel-free
 cells are known empty masks (pixel-level negatives), and each panel cell is a bag of its own (its most confident
-pixels must say panel; ``detection_loss``). Only cells whose middle lies well inside the crop hold panels, so
+pixels must say panel; ``detection_loss``), and each panel-free cell a panel-free bag (its most confident pixels
+must say background). Only cells whose middle lies well inside the crop hold panels, so
 no array is cut off at the crop's edge.
 """
 
@@ -24,7 +25,8 @@ PANEL_CELL_RATE = 0.35  # chance that a mosaic cell holds one of the panel tiles
 class MosaicSampleDataset:
     """Crops of ``tile_size`` from mosaics of ``tiles`` (prepared presence items of one square shape).
 
-    ``sample`` returns what ``TileSampleDataset.sample`` returns; ``bag`` holds each panel cell's id (1, 2, ...).
+    ``sample`` returns what ``TileSampleDataset.sample`` returns; ``bag`` holds each cell's id: 1, 2, ... for
+    panel cells, -1, -2, ... for panel-free ones.
     """
 
     def __init__(self, tiles: list[PreparedItem], tile_size: int, mean: list[float], std: list[float],
@@ -46,7 +48,7 @@ class MosaicSampleDataset:
         side = n * cell
         y, x = (int(v) for v in rng.integers(side - t + 1, size=2))
         image = np.zeros((side, side, self.positives[0].image.shape[2]), np.float32)
-        bag = np.zeros((side, side), np.uint8)
+        bag = np.zeros((side, side), np.int16)
         for k in range(n * n):
             r, c = divmod(k, n)
             # only a cell whose middle lies well inside the crop may hold panels: its array is then in view
@@ -56,10 +58,9 @@ class MosaicSampleDataset:
             pool = self.positives if panel else self.negatives
             tile = np.rot90(pool[int(rng.integers(len(pool)))].image, int(rng.integers(4)))
             image[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = tile[:, ::-1] if rng.random() < 0.5 else tile
-            if panel:
-                bag[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = k + 1
+            bag[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = k + 1 if panel else -(k + 1)
         crop_image, crop_bag = image[y:y + t, x:x + t], bag[y:y + t, x:x + t]
-        weight = (crop_bag == 0).astype(np.uint8)
+        weight = (crop_bag < 0).astype(np.uint8)
         mask = np.zeros((t, t), np.uint8)
         valid = np.ones((t, t), np.uint8)
         if self.augment is not None:

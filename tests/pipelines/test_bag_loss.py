@@ -28,7 +28,8 @@ def test_a_positive_presence_crop_is_a_bag_over_its_valid_pixels_only_when_asked
     positive, negative = (with_bags.sample(i, np.random.default_rng(0)) for i in range(2))
     assert positive["bag"][0, :20, :20].all() and positive["bag"].sum() == 400  # the chip, not the padding
     assert not positive["weight"].any() and positive["target"] == 1.0
-    assert not negative["bag"].any() and negative["weight"].sum() == 400  # a known empty mask instead
+    assert negative["weight"].sum() == 400  # a known empty mask, and a panel-free bag over the chip
+    assert (negative["bag"][0, :20, :20] == -1).all() and negative["bag"].sum() == -400
     without = TileSampleDataset(items, 32, [0.0] * 3, [1.0] * 3).sample(0, np.random.default_rng(0))
     assert not without["bag"].any()
 

@@ -40,9 +40,10 @@ def test_mosaic_crops_label_panel_cells_as_bags_and_the_rest_as_empty_pixels():
         image, bag, weight = sample["image"][0], sample["bag"][0], sample["weight"][0]
         assert sample["mask"].sum() == 0
         bright = image > 0.5
-        torch.testing.assert_close(bag > 0, bright)  # bags exactly on the panel tiles' pixels
-        torch.testing.assert_close(weight > 0, ~bright)  # every other pixel a known empty one
-        for bag_id in bag.unique()[1:]:
+        torch.testing.assert_close(bag > 0, bright)  # panel bags exactly on the panel tiles' pixels
+        torch.testing.assert_close(bag < 0, ~bright)  # every other pixel in a panel-free bag
+        torch.testing.assert_close(weight > 0, ~bright)  # and a known empty one
+        for bag_id in bag.unique()[bag.unique() > 0]:
             rows, cols = torch.nonzero(bag == bag_id, as_tuple=True)
             # the cell's middle lies a quarter cell or more inside the crop: its (middle) array is in view
             assert rows.max() - rows.min() + 1 >= 0.75 * CELL and cols.max() - cols.min() + 1 >= 0.75 * CELL
@@ -70,6 +71,21 @@ def test_each_bag_of_a_crop_is_judged_on_its_own_top_pixels():
     softplus = torch.nn.functional.softplus
     expected = (softplus(torch.tensor(-6.0)) + softplus(torch.tensor(6.0))) / 2  # the mean over the two bags
     assert parts["bag_loss"] == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_a_panel_free_bag_is_judged_on_its_most_panel_like_pixels():
+    bag = torch.full((1, 1, 16, 16), -1.0)
+    bag[0, 0, 8:, 8:] = 1
+    logits = torch.full((1, 1, 16, 16), -6.0)
+    logits[0, 0, :4, :4] = 6.0  # 16 panel-like pixels in the panel-free part, none in the panel bag
+    batch = {"target": torch.ones(1), "mask": torch.zeros_like(logits), "weight": torch.zeros_like(logits),
+             "bag": bag}
+    _, parts = detection_loss(PanelOutput(torch.zeros(1), logits), batch, 1.0, 1.0)
+    assert parts["bag_loss"] == pytest.approx(2 * float(torch.nn.functional.softplus(torch.tensor(6.0))), rel=1e-5)
+    logits[0, 0, :4, :4] = -6.0
+    logits[0, 0, 8:12, 8:12] = 6.0  # both bags satisfied
+    _, parts = detection_loss(PanelOutput(torch.zeros(1), logits), batch, 1.0, 1.0)
+    assert parts["bag_loss"] == pytest.approx(2 * float(torch.nn.functional.softplus(torch.tensor(-6.0))), rel=1e-4)
 
 
 def test_mixup_keeps_the_bags_of_the_dominant_sample():
