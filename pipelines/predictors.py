@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 import models
 from models import Bundle, BundleMetadata, BundleNotFoundError, ModelError, load_bundle
@@ -26,7 +27,7 @@ from pipelines.acceleration import (
 from pipelines.dihedral import dihedral_mean
 from pipelines.errors import ModelNotFoundError, ScoringConfigError
 from pipelines.runtime import Runtime
-from pipelines.tiling import SIZE_STEP, batch_tiles, tile_starts, tile_window
+from pipelines.tiling import SIZE_STEP, batch_tiles, presence_window
 from pipelines.timing import stage
 
 log = logging.getLogger(__name__)
@@ -147,12 +148,16 @@ class ModelPredictor:
             compiled = self._encode_shape is not None and n <= self._encode_shape[0] and h == self._encode_shape[-1]
             encode = self._encode if compiled else self.model.encode  # tiles are square
             features = encode(x)
-            tile = torch.sigmoid(tile_logits(self.model, features, tile_window(h, self.metadata.tile_size)).float())
+            presence = torch.sigmoid(presence_logits(self.model, features, presence_window(h, self.metadata.tile_size)))
+            tile = presence.amax(dim=(1, 2))
             chosen = tile >= self.gate_threshold if self.gate else torch.ones_like(tile, dtype=torch.bool)
             maps = torch.zeros((n, h, w), dtype=torch.float32, device=tile.device)
             if bool(chosen.any()):
                 capacity = self._encode_shape[0] if compiled else n  # a compiled encoder pads shorter batches
                 maps[chosen] = self._pixel_probability(x[chosen], [f[chosen] for f in features], encode, capacity)
+                if self.gate:  # cells no window around them passes are no panel either
+                    cells = (presence[chosen] >= self.gate_threshold).repeat_interleave(SIZE_STEP, 1)
+                    maps[chosen] *= cells.repeat_interleave(SIZE_STEP, 2)[:, :h, :w]
         return TileScores(tile.cpu().numpy(), maps.cpu().numpy(), chosen.cpu().numpy())
 
     def _pixel_probability(self, x: torch.Tensor, features: list[torch.Tensor],
@@ -184,16 +189,25 @@ def pixel_threshold(metadata: BundleMetadata, tta: bool) -> float:
     return thresholds.get(TTA_PIXEL_THRESHOLD, thresholds["pixel"]) if tta else thresholds["pixel"]
 
 
-def tile_logits(model: models.PanelNet, features: list[torch.Tensor], window: int) -> torch.Tensor:
-    """Tile logits (N,) of a batch of square tiles: the classifier on the whole tile, or for tiles larger than
-    ``window`` pixels the highest logit of its windows of that size, laid half a window apart (the last flush
-    with the far edge), each judged as a tile of its own (``PanelNet.window_logits``)."""
-    cells = features[-1].shape[-1]
+def presence_logits(model: models.PanelNet, features: list[torch.Tensor], window: int) -> torch.Tensor:
+    """Classifier logits (N, rows, cols) per stride-32 cell of a batch of square tiles: for tiles larger than
+    ``window`` pixels, the highest logit of the windows of that size that hold the cell, laid one cell apart and
+    each judged as a tile of its own (``PanelNet.window_logits``); else the classifier on the whole tile.
+
+    Judged densely, a lone array is judged in a window about its own size wherever it lies, never diluted by the
+    ground of a larger window around it.
+    """
+    cells = features[-1].shape[-2:]
     span = window // SIZE_STEP
-    if span >= cells:
-        return model.classify(features)
-    starts = [min(s, cells - span) for s in tile_starts(cells, span, max(1, span // 2))]
-    return model.window_logits(features, span)[:, starts][:, :, starts].amax(dim=(1, 2))
+    if span >= min(cells):
+        return model.classify(features)[:, None, None].float().expand(-1, *cells)
+    windows = model.window_logits(features, span)[:, None]
+    return F.max_pool2d(F.pad(windows, (span - 1,) * 4, value=-torch.inf), span, stride=1)[:, 0]
+
+
+def tile_logits(model: models.PanelNet, features: list[torch.Tensor], window: int) -> torch.Tensor:
+    """Tile logits (N,): the highest of the tile's ``presence_logits``."""
+    return presence_logits(model, features, window).amax(dim=(1, 2))
 
 
 def plan_job(predictor: Predictor, tiles: dict[int, int], batch_size: int) -> None:

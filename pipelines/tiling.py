@@ -12,6 +12,7 @@ DEFAULT_OVERLAP = 0.25  # tile overlap as a fraction of the classifier window (t
 SIZE_STEP = 32  # tile sizes are multiples of the model's output stride
 WINDOW_FACTOR = 2  # the tile classifier judges windows of up to this many times the bundle's tile
 WINDOWS_PER_TILE = 2  # large scenes are scored in tiles of up to this many classifier windows across
+PRESENCE_WINDOW_TILES = 1  # presence is judged densely in windows of this many bundle tiles across
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,12 @@ def scene_tile_size(width: int, height: int, bundle_tile_size: int, overlap: flo
 def tile_window(tile_size: int, bundle_tile_size: int) -> int:
     """The classifier window inside a tile of ``tile_size`` (``scene_window`` of the scene it was cut for)."""
     return min(tile_size, WINDOW_FACTOR * bundle_tile_size)
+
+
+def presence_window(tile_size: int, bundle_tile_size: int) -> int:
+    """The window the tile classifier judges presence in, densely (``presence_logits``): the bundle's tile, the
+    size of the chips it was trained to judge, or the whole tile when smaller."""
+    return min(tile_size, PRESENCE_WINDOW_TILES * bundle_tile_size)
 
 
 def batch_tiles(batch_size: int, tile_size: int, bundle_tile_size: int) -> int:

@@ -14,7 +14,7 @@ from pipelines.metrics import PixelCounter, tile_metrics
 from pipelines.normalisation import normalise
 from pipelines.predictors import tile_logits
 from pipelines.runtime import Runtime
-from pipelines.tiling import DEFAULT_OVERLAP, ModelGrid, scene_tiles, tile_window
+from pipelines.tiling import DEFAULT_OVERLAP, ModelGrid, presence_window, scene_tiles
 from pipelines.training_data import PreparedItem
 
 TILE_THRESHOLD = 0.5
@@ -83,7 +83,7 @@ def _max_tile_probability(model: PanelNet, image: np.ndarray, bundle_tile_size: 
     padded[:, :height, :width] = image
     stacked = np.stack([padded[:, t.row:t.row + size, t.col:t.col + size] for t in tiles])
     per_batch = max(1, batch_pixels // (size * size))
-    window = tile_window(size, bundle_tile_size)
+    window = presence_window(size, bundle_tile_size)
     best = 0.0
     for start in range(0, len(stacked), per_batch):
         with runtime.autocast():

@@ -76,3 +76,22 @@ def test_classifier_gates_the_decoder(tmp_path, detector):
         == 1
     )
     assert (tmp_path / "tiles.csv").read_text().splitlines()[1].endswith(",false")
+
+
+def test_the_gate_keeps_only_the_cells_whose_windows_pass(detector, monkeypatch):
+    """Dense presence vetoes the decoder cell by cell: a panel-like roof far from any passing window is no panel."""
+    from pipelines import predictors
+
+    def corner_only(model, features, window):
+        logits = torch.full((features[-1].shape[0], *features[-1].shape[-2:]), -8.0)
+        logits[:, :2, :3] = 8.0  # cells of 32 px: rows 0-63 and columns 0-95 pass
+        return logits
+
+    monkeypatch.setattr(predictors, "presence_logits", corner_only)
+    batch = np.zeros((1, 3, 256, 256), np.float32)
+    gated = _predictor(detector, 0.0, 8.0, gate=True).predict(batch)
+    assert gated.segmented.all() and gated.tile_probability[0] > 0.99
+    panel = gated.pixel_probability[0] > 0.5
+    assert panel[:64, :96].all() and not panel[64:].any() and not panel[:, 96:].any()
+    ungated = _predictor(detector, 0.0, 8.0, gate=False).predict(batch)
+    assert (ungated.pixel_probability[0] > 0.5).all()

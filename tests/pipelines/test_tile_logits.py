@@ -1,4 +1,4 @@
-"""The tile classifier on large tiles: the highest logit of its windows, each judged as a tile of its own."""
+"""The tile classifier on large tiles, judged densely: windows one cell apart, each judged as a tile of its own."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import models
-from pipelines.predictors import tile_logits
+from pipelines.predictors import presence_logits, tile_logits
 
 
 @pytest.fixture(scope="module")
@@ -21,15 +21,29 @@ def test_a_tile_no_larger_than_its_window_is_judged_whole(detector):
         torch.testing.assert_close(tile_logits(detector, features, 256), detector.classify(features))
 
 
-@pytest.mark.parametrize(("cells", "starts"), [(16, [0, 4, 8]), (12, [0, 4]), (14, [0, 4, 6])])
-def test_a_large_tile_takes_its_best_window_half_a_window_apart(detector, cells, starts):
+@pytest.mark.parametrize("cells", [9, 12])
+def test_a_large_tile_takes_its_best_window_of_all_laid_one_cell_apart(detector, cells):
     torch.manual_seed(2)
     features = [torch.randn(3, 2048, cells, cells)]
+    starts = range(cells - 8 + 1)
     with torch.no_grad():
         expected = torch.stack([
             detector.classify([features[0][..., r:r + 8, c:c + 8]]) for r in starts for c in starts
         ]).amax(0)
         torch.testing.assert_close(tile_logits(detector, features, 256), expected)
+
+
+def test_each_cell_takes_the_best_window_that_holds_it(detector):
+    torch.manual_seed(3)
+    features = [torch.randn(1, 2048, 6, 6)]
+    with torch.no_grad():
+        presence = presence_logits(detector, features, 128)  # windows of 4 x 4 cells: 3 x 3 of them
+        windows = torch.stack([torch.stack([detector.classify([features[0][..., r:r + 4, c:c + 4]])[0]
+                                            for c in range(3)]) for r in range(3)])
+    assert presence.shape == (1, 6, 6)
+    torch.testing.assert_close(presence[0, 0, 0], windows[0, 0])  # a corner cell lies in one window only
+    torch.testing.assert_close(presence[0, 2, 3], windows.max())  # the middle cells lie in every window
+    torch.testing.assert_close(presence[0, 5, 1], windows[2, :2].max())
 
 
 def test_a_panel_in_one_window_is_not_diluted_by_the_rest_of_the_tile(detector):
