@@ -63,6 +63,11 @@ def score(
                                              "turns: tighter outlines, up to 8x the model time on tiles with panels."),
     ] = False,
     min_area: Annotated[float, typer.Option(min=0.0, help="Drop polygons smaller than this (m2).")] = 1.0,
+    min_confidence: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Drop polygons whose mean panel probability is lower; default: the "
+                                            "model's (chosen on scenes by `solarscan calibrate --scenes`), else 0."),
+    ] = None,
     regularise: Annotated[
         bool,
         typer.Option(
@@ -107,6 +112,7 @@ def score(
             gate=gate,
             tta=tta,
             min_area_m2=min_area,
+            min_confidence=min_confidence,
             regularise=regularise,
             resume=resume,
             executor=executor,

@@ -38,6 +38,7 @@ DEFAULT_BUNDLE_NAME = "solarscan-res2netplus50.safetensors"
 # classifier is sure about.
 GATE_FRACTION = 0.5
 GATE_THRESHOLD = "gate"  # the bundle's threshold for running the decoder on a tile, chosen on scenes
+CONFIDENCE_THRESHOLD = "confidence"  # the bundle's least mean probability of a kept polygon, chosen on scenes
 TTA_PIXEL_THRESHOLD = "pixel_tta"  # the bundle's pixel threshold chosen for scoring with test-time augmentation
 
 

@@ -1,9 +1,9 @@
 """Choosing a bundle's pixel and gate thresholds on whole validation scenes, scored as ``solarscan score`` scores.
 
 Lone chips reward a gate that a scene's lone array never passes; scenes are what the thresholds serve. The pixel
-threshold is the one of best ``scene_objective`` on the scenes scored without the gate; the gate threshold is then
-the highest of ``GATE_CANDIDATES`` whose gated scoring keeps that objective within ``GATE_TOLERANCE`` (the gate
-only saves time: the decoder decides what is a panel).
+threshold and the least polygon confidence (mean probability) are the pair of best ``scene_objective`` on the
+scenes scored without the gate; the gate threshold is then the highest of ``GATE_CANDIDATES`` whose gated scoring
+keeps that objective within ``GATE_TOLERANCE``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from models import load_bundle, rewrite_metadata
 from pipelines.calibration import PIXEL_CANDIDATES
 from pipelines.folders import check_writable_folder
-from pipelines.predictors import GATE_THRESHOLD, predictor_for
+from pipelines.predictors import CONFIDENCE_THRESHOLD, GATE_THRESHOLD, predictor_for
 from pipelines.runtime import Runtime
 from pipelines.scene_evaluation import judge_cases, scene_objective, score_cases, split_cases
 from pipelines.scoring import ScoreOptions
@@ -26,6 +26,7 @@ from pipelines.scoring import ScoreOptions
 log = logging.getLogger(__name__)
 
 GATE_CANDIDATES = (0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01)
+CONFIDENCE_CANDIDATES = (0.0, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
 GATE_TOLERANCE = 0.005  # the gated scene objective may fall this far below the ungated one
 
 
@@ -42,25 +43,26 @@ def calibrate_scenes(catalog_dir: Path, bundle_path: Path, split: str = "val", o
         cases = split_cases(catalog_dir, split, Path(work))
         ungated = score_cases(cases, predictor_for(bundle, runtime, gate=False, compile="off"), Path(work) / "all",
                               replace(options, gate=False))
-        by_pixel = {float(t): scene_objective(judge_cases(cases, ungated, float(t), options.min_area_m2))
-                    for t in PIXEL_CANDIDATES}
-        if all(math.isnan(v) for v in by_pixel.values()):
+        by_pair = {(float(t), c): scene_objective(judge_cases(cases, ungated, float(t), options.min_area_m2, c))
+                   for t in PIXEL_CANDIDATES for c in CONFIDENCE_CANDIDATES if c == 0 or c > t}
+        if all(math.isnan(v) for v in by_pair.values()):
             raise ValueError(f"the scenes of split {split!r} of {catalog_dir} have no panels to find; cannot choose "
                              "thresholds on them")
-        pixel = max(by_pixel, key=lambda t: (by_pixel[t], -abs(t - 0.5)))
-        best = by_pixel[pixel]
+        # of equal scores, the pixel threshold nearest 0.5 and the least confidence cut
+        pixel, confidence = max(by_pair, key=lambda k: (by_pair[k], -abs(k[0] - 0.5), -k[1]))
+        best = by_pair[(pixel, confidence)]
         gate, gated_score = 0.0, best
         for candidate in GATE_CANDIDATES:
             predictor = predictor_for(bundle, runtime, gate=True, gate_threshold=candidate, compile="off")
             masks = score_cases(cases, predictor, Path(work) / f"gate-{candidate}", options)
-            score = scene_objective(judge_cases(cases, masks, pixel, options.min_area_m2))
+            score = scene_objective(judge_cases(cases, masks, pixel, options.min_area_m2, confidence))
             log.info("gate %.2f: scene objective %.4f (ungated %.4f)", candidate, score, best)
             if score >= best - GATE_TOLERANCE:
                 gate, gated_score = candidate, score
                 break
-    thresholds = {"pixel": pixel, GATE_THRESHOLD: gate}
+    thresholds = {"pixel": pixel, CONFIDENCE_THRESHOLD: confidence, GATE_THRESHOLD: gate}
     scores = {"objective_ungated": best, "objective_gated": gated_score,
-              "objective_by_pixel_threshold": {f"{t:.2f}": v for t, v in by_pixel.items()}}
+              "objective_by_pixel_threshold": {f"{t:.2f}": by_pair[(t, 0.0)] for t, c in by_pair if c == 0}}
     metadata = bundle.metadata
     metadata.thresholds = {**metadata.thresholds, **thresholds}
     report = {"model": str(bundle_path), "split": split, "scenes": len(cases), "thresholds": thresholds,

@@ -3,7 +3,8 @@
 The scenes of a catalog split are (1) seeded mosaics of its presence-labelled tiles (``pipelines.mosaics``) at 2 %
 and 10 % panel cells, plus panel-free ones, and (2) its images with drawn labels as they are (the NREL scenes), plus
 its panel-free images of those sources. Each is scored to a probability mask and judged at the pixel threshold:
-panels are the 8-connected components of at least ``min_area_m2`` (the polygons scoring keeps).
+panels are the 4-connected components of at least ``min_area_m2`` and the least mean probability (the polygons
+scoring keeps).
 
 - mosaics: a cell is found when at least ``min_area_m2`` of panel lies in it; ``cell_recall`` over cells with
   panels, ``cell_precision`` over cells found; ``false_panels_per_km2``: panels centred in panel-free cells per
@@ -31,12 +32,13 @@ from scipy import ndimage
 from data_catalog import Catalog, LabelledItem
 from data_catalog.labels import load_mask
 from data_catalog.rasters import open_raster
-from pipelines.metrics import EIGHT_CONNECTED, PixelCounter
+from pipelines.metrics import PixelCounter
 from pipelines.mosaics import MOSAIC_CELLS, Mosaic, build_mosaics, mosaic_items
-from pipelines.predictors import Predictor
+from pipelines.predictors import CONFIDENCE_THRESHOLD, Predictor
 from pipelines.scoring import ScoreOptions, score
 from pipelines.training_config import VISIBLE_PLANT_MAX_YEAR
 from pipelines.training_data import has_reliable_label
+from pipelines.vectorising import FOUR_CONNECTED, panel_pixels
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +107,17 @@ def score_cases(cases: Sequence[SceneCase], predictor: Predictor, workdir: Path,
     return masks  # type: ignore[return-value]
 
 
-def panel_components(probability: np.ndarray, threshold: float, min_pixels: float) -> tuple[np.ndarray, int]:
-    """Labelled 8-connected panel components of at least ``min_pixels`` where ``probability`` (uint8, as scoring
-    writes it) reaches ``threshold``: (labels with 0 for background, count)."""
-    labels, count = ndimage.label(probability >= np.uint8(np.ceil(threshold * 255)), structure=EIGHT_CONNECTED)
+def panel_components(probability: np.ndarray, threshold: float, min_pixels: float,
+                     min_confidence: float = 0.0) -> tuple[np.ndarray, int]:
+    """The panels scoring keeps where ``probability`` (uint8, as scoring writes it) reaches ``threshold``: its
+    4-connected components (as ``rasterio.features.shapes`` outlines them) of at least ``min_pixels`` and a mean
+    probability of at least ``min_confidence``. Returns (labels with 0 for background, count)."""
+    labels, count = ndimage.label(panel_pixels(probability, threshold), structure=FOUR_CONNECTED)
     if count == 0:
         return labels, 0
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
-    keep = sizes >= min_pixels
+    sums = np.bincount(labels.ravel(), weights=probability.ravel() / 255.0, minlength=count + 1)
+    keep = (sizes >= min_pixels) & (sums >= min_confidence * sizes)
     keep[0] = False
     renumbered = np.where(keep, np.cumsum(keep), 0)
     return renumbered[labels], int(keep.sum())
@@ -125,8 +130,9 @@ class MosaicCounter:
         self.true_found = self.true = self.found = self.false_panels = 0
         self.free_km2 = 0.0
 
-    def update(self, mosaic: Mosaic, probability: np.ndarray, threshold: float, min_pixels: float) -> None:
-        labels, count = panel_components(probability, threshold, min_pixels)
+    def update(self, mosaic: Mosaic, probability: np.ndarray, threshold: float, min_pixels: float,
+               min_confidence: float = 0.0) -> None:
+        labels, count = panel_components(probability, threshold, min_pixels, min_confidence)
         n, px = mosaic.cells.shape[0], mosaic.cell_px
         cell_pixels = (labels[:n * px, :n * px] > 0).reshape(n, px, n, px).sum(axis=(1, 3))
         found = cell_pixels >= min_pixels
@@ -156,15 +162,17 @@ class SceneCounter:
         self.true_found = self.true = self.predicted_right = self.predicted = self.false_panels = 0
         self.free_km2 = 0.0
 
-    def update(self, case: SceneCase, probability: np.ndarray, threshold: float, min_pixels: float) -> None:
-        predicted, count = panel_components(probability, threshold, max(min_pixels, OBJECT_MIN_PIXELS))
+    def update(self, case: SceneCase, probability: np.ndarray, threshold: float, min_pixels: float,
+               min_confidence: float = 0.0) -> None:
+        predicted, count = panel_components(probability, threshold, max(min_pixels, OBJECT_MIN_PIXELS),
+                                            min_confidence)
         truth = load_mask(case.item) if case.item is not None and case.item.label_kind != "presence" else None
         if truth is None:  # a panel-free image
             self.false_panels += count
             self.free_km2 += probability.size * case.gsd_m**2 / 1e6
             return
         truth = truth.astype(bool)
-        self.pixels.update(truth, panel_components(probability, threshold, min_pixels)[0] > 0)
+        self.pixels.update(truth, panel_components(probability, threshold, min_pixels, min_confidence)[0] > 0)
         objects, n_true = panel_components(truth.astype(np.uint8) * 255, 0.5, OBJECT_MIN_PIXELS)
         self.true += n_true
         self.true_found += len(np.unique(objects[(objects > 0) & (predicted > 0)]))
@@ -183,18 +191,19 @@ class SceneCounter:
 
 
 def judge_cases(cases: Sequence[SceneCase], masks: Sequence[np.ndarray], threshold: float,
-                min_area_m2: float) -> dict[str, float]:
-    """Scene metrics ``<source>/<group>_<name>`` of the scored ``masks`` at pixel ``threshold``."""
+                min_area_m2: float, min_confidence: float = 0.0) -> dict[str, float]:
+    """Scene metrics ``<source>/<group>_<name>`` of the scored ``masks`` at pixel ``threshold``, counting the
+    panels scoring keeps (``panel_components``)."""
     counters: dict[tuple[str, str], MosaicCounter | SceneCounter] = {}
     for case, mask in zip(cases, masks):
         min_pixels = min_area_m2 / case.gsd_m**2
         key = (case.source, case.group)
         if case.mosaic is not None:
             counter = counters.setdefault(key, MosaicCounter())
-            counter.update(case.mosaic, mask, threshold, min_pixels)
+            counter.update(case.mosaic, mask, threshold, min_pixels, min_confidence)
         else:
             counter = counters.setdefault(key, SceneCounter())
-            counter.update(case, mask, threshold, min_pixels)
+            counter.update(case, mask, threshold, min_pixels, min_confidence)
     metrics = {}
     for (source, group), counter in sorted(counters.items()):
         for name, value in counter.scores().items():
@@ -231,16 +240,20 @@ def split_cases(catalog_dir: Path, split: str, workdir: Path) -> list[SceneCase]
 def evaluate_scenes(catalog_dir: Path, predictor: Predictor, split: str = "test",
                     options: ScoreOptions | None = None) -> dict[str, Any]:
     """Scene metrics of ``predictor`` on a split's scenes, scored with ``options`` and judged at their pixel
-    threshold (the predictor's when None). Returns ``{"model", "split", "items", "data_version", "thresholds",
+    thresholds (the predictor's where None). Returns ``{"model", "split", "items", "data_version", "thresholds",
     "metrics", "objective", "seconds"}`` (``items``: scenes scored; ``seconds``: scoring them)."""
     options = options or ScoreOptions()
-    threshold = predictor.metadata.thresholds["pixel"] if options.threshold is None else options.threshold
+    thresholds = predictor.metadata.thresholds
+    threshold = thresholds["pixel"] if options.threshold is None else options.threshold
+    confidence = thresholds.get(CONFIDENCE_THRESHOLD, 0.0) if options.min_confidence is None \
+        else options.min_confidence
     with tempfile.TemporaryDirectory(prefix="solarscan-scenes-") as work:
         cases = split_cases(catalog_dir, split, Path(work))
         start = time.perf_counter()
         masks = score_cases(cases, predictor, Path(work), options)
         seconds = time.perf_counter() - start
-    metrics = judge_cases(cases, masks, threshold, options.min_area_m2)
+    metrics = judge_cases(cases, masks, threshold, options.min_area_m2, confidence)
     return {"model": predictor.name, "split": split, "items": len(cases),
-            "data_version": Catalog.open(catalog_dir).version, "thresholds": {"pixel": threshold},
+            "data_version": Catalog.open(catalog_dir).version,
+            "thresholds": {"pixel": threshold, CONFIDENCE_THRESHOLD: confidence},
             "metrics": metrics, "objective": scene_objective(metrics), "seconds": seconds}

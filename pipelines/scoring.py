@@ -44,6 +44,7 @@ _RESULT_OPTIONS = (
     "tta",
     "overlap",
     "min_area_m2",
+    "min_confidence",
     "simplify_px",
     "regularise",
     "masks_dir",
@@ -70,6 +71,7 @@ class ScoreOptions:
     tta: bool = False  # each segmented tile's pixel map averaged over its eight flips and quarter turns
     overlap: float = DEFAULT_OVERLAP  # tile overlap as a fraction of the classifier window (``tiling``)
     min_area_m2: float = 1.0  # smaller polygons are speckle
+    min_confidence: float | None = None  # polygons of lower mean probability are dropped; None: the bundle's (or 0)
     simplify_px: float = 0.5  # simplification tolerance in source pixels (0: none)
     regularise: bool = False  # square up polygons that fit their minimum rotated rectangle
     resume: bool = True  # skip scenes already finished for this output
@@ -86,6 +88,12 @@ class ScoreOptions:
                 ("workers", self.workers, self.workers is None or self.workers >= 0, ">= 0"),
                 ("overlap", self.overlap, 0 <= self.overlap < 1, "in [0, 1)"),
                 ("min_area_m2", self.min_area_m2, self.min_area_m2 >= 0, ">= 0"),
+                (
+                    "min_confidence",
+                    self.min_confidence,
+                    self.min_confidence is None or 0 <= self.min_confidence <= 1,
+                    "in [0, 1]",
+                ),
                 ("simplify_px", self.simplify_px, self.simplify_px >= 0, ">= 0"),
                 ("gsd_m", self.gsd_m, self.gsd_m is None or self.gsd_m > 0, "> 0"),
                 ("bit_depth", self.bit_depth, self.bit_depth is None or 1 <= self.bit_depth <= 16, "in 1-16"),

@@ -28,7 +28,7 @@ from pipelines.attributes import panel_set
 from pipelines.blending import StripBlender, hann_weights
 from pipelines.errors import EmptySceneError, SceneReadError, ScoringError
 from pipelines.heap import release_free_memory
-from pipelines.predictors import Predictor
+from pipelines.predictors import CONFIDENCE_THRESHOLD, Predictor
 from pipelines.probability import MaskWriter, ModelGridProbability
 from pipelines.reading import SceneReader, gdal_cache_env, iter_batches
 from pipelines.scenes import Scene, scene_key
@@ -271,7 +271,10 @@ def join_units(results: Sequence[UnitResult], predictor: Predictor, options: Sco
         np.asarray([row for r in results for row in r.unit.seams], dtype=float),
     )
     pixel_area = scene.gsd_m[0] * scene.gsd_m[1]
-    polygons = clean(polygons, options.min_area_m2 / pixel_area, options.simplify_px, options.regularise)
+    min_confidence = predictor.metadata.thresholds.get(CONFIDENCE_THRESHOLD, 0.0) if options.min_confidence is None \
+        else options.min_confidence
+    polygons = clean(polygons, options.min_area_m2 / pixel_area, options.simplify_px, options.regularise,
+                     min_confidence)
     tile_probability = max(r.tile_probability for r in results)
     return SceneResult(
         scene=scene,

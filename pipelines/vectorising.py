@@ -19,7 +19,7 @@ from scipy.sparse.csgraph import connected_components
 from pipelines.timing import timed
 
 # 4-connectivity, the same rule rasterio.features.shapes uses by default.
-_FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
+FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class StripVectoriser:
     def add(self, row: int, probability: np.ndarray) -> None:
         """Vectorise a uint8 probability strip whose first row is source row ``row``."""
         panel = panel_pixels(probability, self.threshold)
-        labels, count = ndimage.label(panel, structure=_FOUR_CONNECTED)
+        labels, count = ndimage.label(panel, structure=FOUR_CONNECTED)
         if count == 0:
             return
         pixels = np.bincount(labels.ravel(), minlength=count + 1)
@@ -114,12 +114,15 @@ def join_across_seams(polys: PixelPolygons, seams: np.ndarray) -> PixelPolygons:
 
 
 @timed("vectorise")
-def clean(polys: PixelPolygons, min_pixels: float, simplify_px: float, regularise: bool) -> PixelPolygons:
-    """Drop speckles under ``min_pixels``, simplify (topology-preserving) and optionally square up rectangles.
+def clean(polys: PixelPolygons, min_pixels: float, simplify_px: float, regularise: bool,
+          min_confidence: float = 0.0) -> PixelPolygons:
+    """Drop speckles under ``min_pixels`` and polygons whose mean probability is under ``min_confidence``, simplify
+    (topology-preserving) and optionally square up rectangles.
 
     Regularising replaces a polygon by its minimum rotated rectangle when it fills at least 85 % of it.
     """
-    polys = polys.take(polys.pixels >= min_pixels)
+    confidence = polys.probability_sum / np.maximum(polys.pixels, 1)
+    polys = polys.take((polys.pixels >= min_pixels) & (confidence >= min_confidence))
     geometry = (
         shapely.simplify(polys.geometry, simplify_px, preserve_topology=True)
         if simplify_px > 0

@@ -103,6 +103,9 @@ def test_cells_are_found_by_panel_area_inside_them():
     scores = counter.scores()
     assert scores["cell_recall"] == 0.5 and scores["cell_precision"] == 0.5
     assert scores["false_panels_per_km2"] == pytest.approx(1 / (2 * 100 / 1e6))  # one in two cells of 100 m2
+    confident = MosaicCounter()  # the false panel's mean probability is 200 / 255: under a cut of 0.8
+    confident.update(_mosaic(cells), probability, threshold=0.5, min_pixels=9, min_confidence=0.8)
+    assert confident.scores() == {"cell_recall": 0.5, "cell_precision": 1.0, "false_panels_per_km2": 0.0}
 
 
 def test_scene_objects_are_found_by_touch_and_small_ones_do_not_count(tmp_path):

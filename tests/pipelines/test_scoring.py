@@ -553,3 +553,17 @@ def test_scoring_bounds_the_gdal_block_cache_unless_the_user_sets_it(monkeypatch
     monkeypatch.setenv("GDAL_CACHEMAX", "64")
     with gdal_cache_env():
         assert "GDAL_CACHEMAX" not in rasterio.env.getenv()
+
+
+def test_polygons_under_the_least_confidence_are_dropped(tmp_path):
+    """The dark-blue stand-in says 0.95 on panels: a cut above that drops them, one below keeps them, and a
+    bundle's own cut (chosen on scenes) applies where none is given."""
+    spec = write_scene(tmp_path / "in" / "s.tif", width=64, height=64, panels=[(8, 8, 20, 30)])
+    kept = _score([spec.path], tmp_path / "kept.geojson", min_confidence=0.9, resume=False)
+    dropped = _score([spec.path], tmp_path / "dropped.geojson", min_confidence=0.96, resume=False)
+    assert (kept.panels, dropped.panels) == (1, 0)
+    cautious = DarkBluePredictor()
+    cautious.metadata.thresholds = {**cautious.metadata.thresholds, "confidence": 0.97}
+    assert _score([spec.path], tmp_path / "bundle.geojson", cautious, resume=False).panels == 0
+    with pytest.raises(ScoringConfigError, match=r"min_confidence must be in \[0, 1\], got 1.5"):
+        ScoreOptions(min_confidence=1.5)
