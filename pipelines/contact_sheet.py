@@ -20,10 +20,11 @@ from pipelines.vectorising import panel_pixels
 DISPLAY_PX = 256  # longest side of each thumbnail
 
 
-def _thumbnail(path: Path) -> tuple[np.ndarray, float, rasterio.Affine | None, object]:
-    """RGB thumbnail (H, W, 3) in [0, 1], its scale from source pixels, the source transform and CRS."""
+def _thumbnail(path: Path, display_px: int = DISPLAY_PX) -> tuple[np.ndarray, float, rasterio.Affine | None, object]:
+    """RGB thumbnail (H, W, 3) in [0, 1] of at most ``display_px`` a side, its scale from source pixels, the source
+    transform and CRS."""
     with open_raster(path) as src:
-        scale = min(1.0, DISPLAY_PX / max(src.width, src.height))
+        scale = min(1.0, display_px / max(src.width, src.height))
         shape = (max(1, round(src.height * scale)), max(1, round(src.width * scale)))
         colours = palette_colours(src)
         if colours is not None:
@@ -48,16 +49,23 @@ def render_contact_sheet(
     threshold: float = 0.5,
     caption: str = "",
     columns: int = 5,
+    display_px: int = DISPLAY_PX,
+    known: dict[str, list[tuple[int, int, int, int]]] | None = None,
 ) -> Path:
-    """Write a PNG grid: every image, its panel polygons (or, without a georeference, its mask outline)."""
+    """Write a PNG grid: every image, its panel polygons (or, without a georeference, its mask outline) and, dashed,
+    the places ``known`` to hold panels (source pixel boxes row0, col0, row1, col1 per image path)."""
     rows = max(1, math.ceil(len(images) / columns))
-    fig = Figure(figsize=(3 * columns, 3.2 * rows + 0.4))
+    inches = 3 * display_px / DISPLAY_PX
+    fig = Figure(figsize=(inches * columns, (inches + 0.2) * rows + 0.4))
     axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, path in zip(axes.flat, images):
-        rgb, scale, transform, crs = _thumbnail(path)
+        rgb, scale, transform, crs = _thumbnail(path, display_px)
         ax.imshow(rgb)
+        for r0, c0, r1, c1 in (known or {}).get(str(path), []):
+            ax.plot(np.array([c0, c1, c1, c0, c0]) * scale - 0.5, np.array([r0, r0, r1, r1, r0]) * scale - 0.5,
+                    color="#ffd500", lw=1.2, ls="--")
         mine = panels[panels["source"] == str(path)] if len(panels) else panels
         if transform is not None and len(mine):
             a, b, c, d, e, f = (~transform)[:6]

@@ -166,8 +166,10 @@ def format_table(report: dict[str, Any]) -> str:
         table[name][source or "all"] = value
     sources = sorted({s for row in table.values() for s in row}, key=lambda s: (s != "all", s))
     width = max(len(name) for name in table)
+    timed = f", scored in {report['seconds']:.1f} s" if "seconds" in report else ""
     lines = [
-        f"{report['model']} on split {report['split']!r} ({report['items']} items, catalog {report['data_version']})",
+        f"{report['model']} on split {report['split']!r} ({report['items']} items, catalog {report['data_version']}"
+        f"{timed})",
         " ".join([" " * width, *(s.rjust(8) for s in sources)]),
     ]
     for name, row in table.items():

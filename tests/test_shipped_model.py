@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import csv
-import json
 
+import geopandas as gpd
 import pytest
+import rasterio
+import rasterio.transform
 from typer.testing import CliRunner
 
 from app.cli import cli
-from data_catalog.sample import sample_chips
+from data_catalog.sample import sample_chips, sample_scene
 from models import load_bundle
 from pipelines.predictors import default_bundle_path
 
@@ -38,16 +40,24 @@ def test_demo_scores_the_sample_and_draws_it(tmp_path):
     with (out / "tiles.csv").open(newline="") as f:
         answers = {row["path"]: row["has_panels"] == "true" for row in csv.DictReader(f)}
     truth = {str(c.path): c.has_panels for c in sample_chips()}
-    assert answers.keys() == truth.keys()
+    scene = sample_scene()
+    assert answers.keys() == {*truth, str(scene.path)}
     correct = [path for path in truth if answers[path] == truth[path]]
     assert len(correct) >= 9, f"only {len(correct)} of {len(truth)} sample chips classified correctly"
-    panels = json.loads((out / "panels.geojson").read_text())["features"]
-    assert panels, "no panel polygons on the georeferenced sample chips"
-    for feature in panels:
-        props = feature["properties"]
-        assert props["source"].endswith(".tif") and props["area_m2"] > 0
-        assert 6.9 < props["centroid_lon"] < 7.6 and 46.9 < props["centroid_lat"] < 47.3  # canton of Bern
+    assert answers[str(scene.path)]
+    panels = gpd.read_file(out / "panels.geojson")
+    assert len(panels) and (panels["area_m2"] > 0).all()
+    chips = panels[panels["source"] != str(scene.path)]
+    assert len(chips), "no panel polygons on the georeferenced sample chips"
+    assert chips["centroid_lon"].between(6.9, 7.6).all() and chips["centroid_lat"].between(46.9, 47.3).all()  # Bern
+    in_scene = panels[panels["source"] == str(scene.path)]
+    with rasterio.open(scene.path) as src:
+        rows, cols = rasterio.transform.rowcol(src.transform, *in_scene.to_crs(src.crs).geometry.centroid.xy)
+    cells = {(int(r) // scene.cell_px, int(c) // scene.cell_px) for r, c in zip(rows, cols)}
+    assert len(cells & set(scene.panel_cells)) >= 2, f"panels found in cells {sorted(cells)}"
+    assert len(cells - set(scene.panel_cells)) <= 1, f"panels found in cells {sorted(cells)}"
     assert (out / "contact_sheet.png").stat().st_size > 10_000
+    assert (out / "scene.png").stat().st_size > 100_000
 
 
 @pytest.mark.slow
