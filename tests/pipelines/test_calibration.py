@@ -127,9 +127,10 @@ def test_validation_takes_the_highest_tile_of_an_item_larger_than_a_scoring_tile
     runtime = Runtime.resolve("cpu", "fp32", channels_last=False)
     whole = predict_prepared(_BrightTileNet(), prepared, [0.0] * 3, [1.0] * 3, runtime)
     tiled = predict_prepared(_BrightTileNet(), prepared, [0.0] * 3, [1.0] * 3, runtime, tile_size=32)
-    # the spot fills 64 pixels of its best window: 64 px, in the one 96 px tile scoring cuts a 96 px scene into
+    # whole, the spot fills 64 of 96 x 96 pixels; tiled, presence is judged densely in windows of the bundle's
+    # 32 px tile, and the best of them holds the whole spot
     assert whole[0][0] == pytest.approx(torch.sigmoid(torch.tensor(64 / 96**2 * 40 - 2)).item(), rel=1e-4)
-    assert tiled[0][0] == pytest.approx(torch.sigmoid(torch.tensor(64 / 64**2 * 40 - 2)).item(), rel=1e-4)
+    assert tiled[0][0] == pytest.approx(torch.sigmoid(torch.tensor(64 / 32**2 * 40 - 2)).item(), rel=1e-4)
     np.testing.assert_array_equal(tiled[0][1], whole[0][1])  # the pixel map still comes from the whole item
 
 
