@@ -27,6 +27,9 @@ from models.fusion import fuse_for_inference, uses_fast_mish
 from pipelines.runtime import Runtime
 
 log = logging.getLogger(__name__)
+# The compiler imports torch's C++ extension module, which warns "No CUDA runtime is found, using CUDA_HOME" on every
+# CPU-only machine that has a CUDA toolkit: nothing a user of scoring can act on.
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 COMPILE_POLICIES = ("auto", "on", "off")
 # Break-even job size for 'auto', in tile pixels: on a 2-core AVX512-BF16 CPU compiling took 26 s from a cold

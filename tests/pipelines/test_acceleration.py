@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import geopandas as gpd
 import pytest
 import shapely
@@ -220,3 +224,12 @@ def test_a_second_job_of_the_same_shape_keeps_the_compiled_encoder(monkeypatch, 
     for tiles in ({128: 10}, {128: 12}, {128: 3}):
         predictor.plan(tiles=tiles, batch_size=4)
     assert shapes == [(4, 3, 128, 128), (3, 3, 128, 128)] and digests == [1]
+
+
+def test_scoring_keeps_torchs_cuda_home_warning_from_users(tmp_path):
+    """torch's C++ extension module, which the compiler imports, warns of CUDA_HOME on every machine without CUDA."""
+    env = {**os.environ, "CUDA_HOME": str(tmp_path), "CUDA_VISIBLE_DEVICES": ""}
+    for imports, warned in (("torch.utils.cpp_extension", True), ("pipelines.scoring, torch.utils.cpp_extension", False)):
+        run = subprocess.run([sys.executable, "-c", f"import {imports}"], env=env, capture_output=True, text=True,
+                             check=True)
+        assert ("No CUDA runtime is found" in run.stderr) is warned, run.stderr
