@@ -13,9 +13,13 @@ from pipelines.vectorising import PixelPolygons
 
 # Column order of every PanelSet and of the exported layers (panel_id is numbered at export).
 COLUMNS = [
-    "panel_id", "source", "confidence", "area_m2", "length_m", "width_m", "orientation_deg",
+    "panel_id", "source", "confidence", "area_m2", "capacity_kwp", "length_m", "width_m", "orientation_deg",
     "centroid_lon", "centroid_lat", "model",
 ]
+# Rated (STC) power per m2 of module seen from above: a crystalline silicon module of about 20 % efficiency (400 W on
+# 2 m2). Older modules rate less (15 %: 0.15 kWp/m2) and a tilted module's area exceeds its footprint (by 15 % at
+# 30 degrees), so the estimate is a first figure for a fleet, not any one array's nameplate.
+MODULE_KWP_PER_M2 = 0.2
 
 
 def panel_set(polys: PixelPolygons, scene: Scene, model: str) -> gpd.GeoDataFrame:
@@ -23,7 +27,7 @@ def panel_set(polys: PixelPolygons, scene: Scene, model: str) -> gpd.GeoDataFram
 
     Areas, centroids and the sides of each panel's minimum rotated rectangle (``length_m`` >= ``width_m``) are
     computed in the UTM zone of the panels: projected CRSs such as Web Mercator do not preserve area.
-    ``orientation_deg`` is the true bearing of the rectangle's long side, clockwise from north in [0, 180).
+    ``capacity_kwp`` is the area at ``MODULE_KWP_PER_M2``. ``orientation_deg`` is the true bearing of the rectangle's long side, clockwise from north in [0, 180).
     Without a CRS, areas and sides come from the user's ground sample distance, and there is neither a lon/lat
     centroid nor a north to measure orientation from.
     """
@@ -52,6 +56,7 @@ def panel_set(polys: PixelPolygons, scene: Scene, model: str) -> gpd.GeoDataFram
         panels["area_m2"] = shapely.area(ground)
         panels["length_m"], panels["width_m"], _ = _long_and_short_sides(ground)
         panels["orientation_deg"] = panels["centroid_lon"] = panels["centroid_lat"] = np.nan
+    panels["capacity_kwp"] = panels["area_m2"] * MODULE_KWP_PER_M2
     panels["panel_id"] = np.arange(1, len(panels) + 1)
     return panels[[*COLUMNS, "geometry"]]
 

@@ -49,6 +49,7 @@ def test_sides_and_bearing_on_the_central_meridian():
     np.testing.assert_allclose(panels["width_m"], [5.0, 3.0], rtol=1e-3)
     np.testing.assert_allclose(panels["orientation_deg"], [30.0, 135.0], atol=0.01)
     np.testing.assert_allclose(panels["area_m2"], [100.0, 24.0], rtol=1e-3)
+    np.testing.assert_allclose(panels["capacity_kwp"], [20.0, 4.8], rtol=1e-3)  # 0.2 kWp per m2 of module
 
 
 def test_bearing_is_from_true_north_away_from_the_central_meridian():
@@ -66,4 +67,5 @@ def test_without_a_crs_sides_come_from_the_ground_sample_distance_and_there_is_n
     scene = _scene(None, (0.0, 0.0))
     panels = _panels(scene, [Polygon([(10, 10), (50, 10), (50, 20), (10, 20)])])  # pixels: 40 x 10
     assert (panels["length_m"].iloc[0], panels["width_m"].iloc[0]) == pytest.approx((20.0, 5.0))
+    assert panels["capacity_kwp"].iloc[0] == pytest.approx(100.0 * 0.2)
     assert np.isnan(panels["orientation_deg"].iloc[0])
