@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +165,11 @@ def test_scene_evaluation_end_to_end_through_scoring(tmp_path):
     blind = judge_cases(cases, score_cases(cases, Blind(gsd_m=GSD), tmp_path / "blind"), 0.5, 1.0)
     assert blind["tiles/mosaic25_cell_recall"] == 0.0 and blind["drawn/scene_object_recall"] == 0.0
     assert np.isnan(blind["tiles/mosaic25_cell_precision"]) and scene_objective(blind) == 0.0
+
+
+def test_the_scene_objective_weighs_detection_f1_and_outline_iou_alike():
+    metrics = {"tiles/mosaic02_cell_recall": 0.5, "tiles/mosaic02_cell_precision": 1.0,
+               "tiles/mosaic00_false_panels_per_km2": 3.0, "drawn/scene_object_recall": 1.0,
+               "drawn/scene_object_precision": 0.5, "drawn/scene_pixel_iou": 0.8}
+    assert scene_objective(metrics) == pytest.approx((2 / 3 + 2 / 3 + 0.8) / 3)  # false panels/km2 is no term
+    assert math.isnan(scene_objective({"tiles/mosaic00_false_panels_per_km2": 3.0}))
