@@ -168,8 +168,8 @@ def format_table(report: dict[str, Any]) -> str:
     width = max(len(name) for name in table)
     timed = f", scored in {report['seconds']:.1f} s" if "seconds" in report else ""
     lines = [
-        f"{report['model']} on split {report['split']!r} ({report['items']} items, catalog {report['data_version']}"
-        f"{timed})",
+        (f"{report['model']} on split {report['split']!r} ({report['items']} items, catalog {report['data_version']}"
+         f"{timed})"),
         " ".join([" " * width, *(s.rjust(8) for s in sources)]),
     ]
     for name, row in table.items():
