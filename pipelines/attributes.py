@@ -27,7 +27,8 @@ def panel_set(polys: PixelPolygons, scene: Scene, model: str) -> gpd.GeoDataFram
 
     Areas, centroids and the sides of each panel's minimum rotated rectangle (``length_m`` >= ``width_m``) are
     computed in the UTM zone of the panels: projected CRSs such as Web Mercator do not preserve area.
-    ``capacity_kwp`` is the area at ``MODULE_KWP_PER_M2``. ``orientation_deg`` is the true bearing of the rectangle's long side, clockwise from north in [0, 180).
+    ``capacity_kwp`` is the area at ``MODULE_KWP_PER_M2``. ``orientation_deg`` is the true bearing of the
+    rectangle's long side, clockwise from north in [0, 180).
     Without a CRS, areas and sides come from the user's ground sample distance, and there is neither a lon/lat
     centroid nor a north to measure orientation from.
     """
