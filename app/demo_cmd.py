@@ -15,8 +15,8 @@ def demo(
     model: Annotated[Path | None, typer.Option(help="Model bundle; the bundled model by default.")] = None,
 ) -> None:
     """Score the bundled sample chips and draw the detected panels over them."""
-    from pipelines.demo import run_demo
     from pipelines.errors import ScoringError
+    from pipelines.pictures.demo import run_demo
 
     try:
         summary = run_demo(out, model)

@@ -93,8 +93,8 @@ def score(
 ) -> None:
     """Find solar panels in rasters and write them as georeferenced polygons."""
     from pipelines.errors import ModelNotFoundError, ScoringConfigError
-    from pipelines.scoring import ScoreOptions
-    from pipelines.scoring import score as run
+    from pipelines.scoring.job import score as run
+    from pipelines.scoring.options import ScoreOptions
 
     try:
         options = ScoreOptions(

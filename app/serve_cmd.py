@@ -38,7 +38,7 @@ def serve(
     from app.server.auth import ENV_VAR, resolve_api_key
     from app.server.storage import DataDir
     from pipelines.predictors import default_bundle_path
-    from pipelines.scoring import ScoreOptions
+    from pipelines.scoring.options import ScoreOptions
 
     if model is not None and not model.is_file():
         typer.echo(f"error: {model}: model bundle not found; pass --model with an existing bundle", err=True)

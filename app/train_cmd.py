@@ -39,8 +39,8 @@ def train(
     """Train (or fine-tune) a panel detector on a catalog; under torchrun, one process of a multi-GPU job."""
     from data_catalog import CatalogError
     from models import ModelError, json_null_nan
-    from pipelines.training import TrainConfig
-    from pipelines.training import train as run
+    from pipelines.training.loop import TrainConfig
+    from pipelines.training.loop import train as run
 
     flags = {
         "catalog": catalog, "out": out, "init_from": init_from, "epochs": epochs, "max_steps": max_steps,
@@ -86,8 +86,8 @@ def evaluate(
     from data_catalog import CatalogError
     from models import ModelError, json_null_nan
     from pipelines.errors import ScoringError
-    from pipelines.evaluation import evaluate as run
-    from pipelines.evaluation import format_table
+    from pipelines.evaluation.chips import evaluate as run
+    from pipelines.evaluation.chips import format_table
     from pipelines.folders import check_writable_folder
 
     _check_split(split)
@@ -108,9 +108,9 @@ def evaluate(
 
 def _evaluate_scenes(catalog: Path, model: Path, split: str, device: str, precision: str, tta: bool,
                      gate: bool) -> dict[str, Any]:
+    from pipelines.evaluation.scenes import evaluate_scenes
     from pipelines.predictors import load_predictor
-    from pipelines.scene_evaluation import evaluate_scenes
-    from pipelines.scoring import ScoreOptions
+    from pipelines.scoring.options import ScoreOptions
 
     options = ScoreOptions(model=model, device=device, precision=precision, tta=tta, gate=gate)
     return evaluate_scenes(catalog, load_predictor(model, device, precision, gate=gate, tta=tta), split, options)
@@ -135,9 +135,9 @@ def calibrate(
     --scenes its pixel and gate thresholds on whole scenes."""
     from data_catalog import CatalogError
     from models import ModelError, json_null_nan
-    from pipelines.calibration import calibrate as run
     from pipelines.errors import ScoringError
-    from pipelines.scene_calibration import calibrate_scenes
+    from pipelines.evaluation.calibration import calibrate as run
+    from pipelines.evaluation.scene_calibration import calibrate_scenes
 
     _check_split(split)
     if scenes and (tune_pixel or tta):

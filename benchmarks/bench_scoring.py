@@ -245,7 +245,8 @@ def run_child(args: argparse.Namespace) -> None:
     """Score the scene with one configuration and print one JSON line of measurements."""
     start = time.perf_counter()
     from pipelines.predictors import load_predictor
-    from pipelines.scoring import ScoreOptions, score
+    from pipelines.scoring.job import score
+    from pipelines.scoring.options import ScoreOptions
     from pipelines.timing import reset_stages, stage_seconds
 
     options = ScoreOptions(

@@ -67,7 +67,8 @@ def test_bf16_fast_path_finds_the_same_panels_as_fp32(tmp_path):
     import geopandas as gpd
     import shapely
 
-    from pipelines.scoring import ScoreOptions, score
+    from pipelines.scoring.job import score
+    from pipelines.scoring.options import ScoreOptions
 
     chips = [str(c.path) for c in sample_chips() if c.path.suffix == ".tif"]
     found, probabilities = {}, {}

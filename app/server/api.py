@@ -23,9 +23,9 @@ from app.server.jobs import Job, JobBusyError, JobRunner, JobStore, job_score_op
 from app.server.schemas import ErrorBody, JobInfo, JobList, JobOptions, job_info
 from app.server.storage import DataDir, JobFiles, check_raster, receive_uploads
 from pipelines.errors import ScoringConfigError, ScoringError
-from pipelines.export import atomic_path
+from pipelines.pictures.quicklook import render
 from pipelines.predictors import Predictor
-from pipelines.quicklook import render
+from pipelines.scoring.export import atomic_path
 
 STATIC = Path(__file__).resolve().parent / "static"
 _ERRORS = {code: {"model": ErrorBody} for code in (401, 404)}

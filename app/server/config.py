@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.scoring import ScoreOptions
+from pipelines.scoring.options import ScoreOptions
 
 DEFAULT_MAX_UPLOAD_BYTES = 2 << 30  # 2 GiB per upload request
 # Width x height of one uploaded image: a 45,000 px square, about 180 km2 at 0.3 m, more than an orthophoto

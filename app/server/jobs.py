@@ -24,11 +24,12 @@ import numpy as np
 
 from app.server.storage import DataDir, JobFiles, StoredFile
 from pipelines.errors import ScoringError
-from pipelines.export import write_panels, write_tiles_csv
 from pipelines.predictors import Predictor, TileScores, plan_job
 from pipelines.scenes import open_scene
-from pipelines.scoring import STRIP_PIXELS, ScoreOptions, ScoreSummary, score
-from pipelines.units import ScoringUnit, plan_units, tiles_by_size
+from pipelines.scoring.export import write_panels, write_tiles_csv
+from pipelines.scoring.job import STRIP_PIXELS, ScoreSummary, score
+from pipelines.scoring.options import ScoreOptions
+from pipelines.scoring.units import ScoringUnit, plan_units, tiles_by_size
 
 JobOptionValues = dict[str, bool | int | float]  # ScoreOptions fields a job set, by name
 log = logging.getLogger("solarscan.server")

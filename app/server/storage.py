@@ -30,7 +30,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from app.server.errors import ApiError, job_not_found
 from pipelines.errors import MissingGeoreferenceError
-from pipelines.quicklook import overlay_grid
+from pipelines.pictures.quicklook import overlay_grid
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 STORED_NAME = re.compile(r"[0-9]{1,6}\.(tif|jp2)")

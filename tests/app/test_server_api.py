@@ -19,7 +19,7 @@ from pyproj import Transformer
 from server_fixtures import make_client, upload, wait_for
 
 from models import BundleMetadata, create_model, save_bundle
-from pipelines.scoring import ScoreOptions
+from pipelines.scoring.options import ScoreOptions
 
 JSON_ERROR_KEYS = {"error", "detail"}
 

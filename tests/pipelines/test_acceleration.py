@@ -29,7 +29,8 @@ from pipelines.acceleration import (
 )
 from pipelines.predictors import ModelPredictor
 from pipelines.runtime import Runtime
-from pipelines.scoring import ScoreOptions, score
+from pipelines.scoring.job import score
+from pipelines.scoring.options import ScoreOptions
 
 
 def _trained_like(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -229,7 +230,7 @@ def test_a_second_job_of_the_same_shape_keeps_the_compiled_encoder(monkeypatch, 
 def test_scoring_keeps_torchs_cuda_home_warning_from_users(tmp_path):
     """torch's C++ extension module, which the compiler imports, warns of CUDA_HOME on every machine without CUDA."""
     env = {**os.environ, "CUDA_HOME": str(tmp_path), "CUDA_VISIBLE_DEVICES": ""}
-    for imports, warned in (("torch.utils.cpp_extension", True), ("pipelines.scoring, torch.utils.cpp_extension", False)):
+    for imports, warned in (("torch.utils.cpp_extension", True), ("pipelines.scoring.job, torch.utils.cpp_extension", False)):
         run = subprocess.run([sys.executable, "-c", f"import {imports}"], env=env, capture_output=True, text=True,
                              check=True)
         assert ("No CUDA runtime is found" in run.stderr) is warned, run.stderr

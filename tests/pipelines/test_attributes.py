@@ -11,9 +11,9 @@ from affine import Affine
 from pyproj import CRS, Proj
 from shapely.geometry import Polygon
 
-from pipelines.attributes import panel_set
 from pipelines.scenes import Scene
-from pipelines.vectorising import PixelPolygons
+from pipelines.scoring.attributes import panel_set
+from pipelines.scoring.vectorising import PixelPolygons
 
 GSD = 0.5
 

@@ -10,8 +10,9 @@ import torch
 
 from data_catalog.items import LabelledItem
 from models.panelnet import PanelOutput
-from pipelines.training import BAG_TOP_PIXELS, TrainConfig, detection_loss
-from pipelines.training_data import PreparedItem, TileSampleDataset
+from pipelines.prepared import PreparedItem
+from pipelines.training.data import TileSampleDataset
+from pipelines.training.loop import BAG_TOP_PIXELS, TrainConfig, detection_loss
 
 
 def _prepared(name: str, has_panels: bool, size: int = 20) -> PreparedItem:

@@ -10,8 +10,8 @@ from fixtures.scenes import write_scene
 
 from pipelines.errors import BandLayoutError
 from pipelines.normalisation import full_scale, to_unit_range
+from pipelines.prepared import read_image_bands
 from pipelines.scenes import open_scene
-from pipelines.training_data import read_image_bands
 
 
 def test_a_declared_bit_depth_sets_the_full_scale_value(tmp_path):

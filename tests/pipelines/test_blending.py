@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.blending import SINK_ROWS, StripBlender, hann_weights
+from pipelines.scoring.blending import SINK_ROWS, StripBlender, hann_weights
 from pipelines.tiling import ModelGrid, tile_grid
 
 

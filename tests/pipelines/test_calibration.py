@@ -16,17 +16,17 @@ from typer.testing import CliRunner
 from app.cli import cli
 from data_catalog import LabelledItem
 from models import BundleMetadata, PanelOutput, build_model, load_bundle, read_metadata, save_bundle
-from pipelines import evaluation
-from pipelines.calibration import (
+from pipelines.evaluation import chips as evaluation
+from pipelines.evaluation.calibration import (
     calibrate,
     calibrate_predictions,
     choose_pixel_threshold,
     choose_tile_threshold,
     two_class_items,
 )
+from pipelines.evaluation.validation import predict_prepared
+from pipelines.prepared import PreparedItem
 from pipelines.runtime import Runtime
-from pipelines.training_data import PreparedItem
-from pipelines.validation import predict_prepared
 
 
 def _item(name: str, source: str, kind: str = "presence") -> LabelledItem:

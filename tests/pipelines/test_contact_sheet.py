@@ -8,7 +8,7 @@ import pytest
 from fixtures.scenes import write_scene
 from PIL import Image
 
-from pipelines.contact_sheet import _thumbnail, render_contact_sheet
+from pipelines.pictures.contact_sheet import _thumbnail, render_contact_sheet
 
 
 @pytest.mark.parametrize("layout", ["rgb", "palette"])

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from data_catalog import LabelledItem
-from pipelines.copy_paste import CopyPaste, cut_panels
-from pipelines.training_data import PreparedItem, TileSampleDataset
+from pipelines.prepared import PreparedItem
+from pipelines.training.copy_paste import CopyPaste, cut_panels
+from pipelines.training.data import TileSampleDataset
 
 PANEL = np.array([0.1, 0.2, 0.9], np.float32)
 

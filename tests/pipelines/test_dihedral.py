@@ -16,11 +16,12 @@ import models
 from data_catalog import LabelledItem
 from models import BundleMetadata
 from pipelines.dihedral import VIEWS, dihedral_mean, unview, view
+from pipelines.evaluation.validation import predict_prepared
 from pipelines.predictors import pixel_threshold
+from pipelines.prepared import PreparedItem
 from pipelines.runtime import Runtime
-from pipelines.scoring import ScoreOptions, score
-from pipelines.training_data import PreparedItem
-from pipelines.validation import predict_prepared
+from pipelines.scoring.job import score
+from pipelines.scoring.options import ScoreOptions
 
 
 def _numpy_view(a: np.ndarray, k: int) -> np.ndarray:

@@ -11,8 +11,8 @@ from fixtures.training_catalog import write_training_catalog
 
 from models import load_bundle
 from models.panelnet import PanelOutput
-from pipelines import training
-from pipelines.training import TrainConfig, detection_loss, train
+from pipelines.training import loop as training
+from pipelines.training.loop import TrainConfig, detection_loss, train
 
 TINY = {"architecture": "panelnet", "model_kwargs": {"encoder": "res2net_tiny", "decoder_channels": 16},
         "tile_size": 32, "gsd_m": 0.5, "batch_size": 4, "mixup_rate": 0.0, "device": "cpu", "precision": "fp32"}

@@ -12,9 +12,9 @@ from fixtures.scenes import DarkBluePredictor
 from fixtures.training_catalog import write_training_catalog
 
 from data_catalog import Catalog, LabelledItem
-from pipelines.evaluation import format_table, score_items, scored_pixel_metrics
+from pipelines.evaluation.chips import format_table, score_items, scored_pixel_metrics
 from pipelines.metrics import AreaCounter, ObjectCounter, object_iou, tile_metrics
-from pipelines.training_data import PreparedItem
+from pipelines.prepared import PreparedItem
 
 
 def _square(mask: np.ndarray, r: int, c: int, size: int) -> None:

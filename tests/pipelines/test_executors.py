@@ -11,9 +11,10 @@ from fixtures.scenes import DarkBluePredictor, write_scene
 from pipelines.errors import ScoringConfigError
 from pipelines.predictors import TileScores
 from pipelines.scenes import open_scene
-from pipelines.scoring import ScoreOptions, score, score_scene
+from pipelines.scoring.job import score, score_scene
+from pipelines.scoring.options import ScoreOptions
+from pipelines.scoring.units import join_units, plan_units, score_unit
 from pipelines.tiling import batch_tiles
-from pipelines.units import join_units, plan_units, score_unit
 
 OPTIONS = ScoreOptions(min_area_m2=0.5, batch_size=8, progress=False)
 STRIP_PIXELS = 8 * 300  # 8-row vectorising strips on 300-pixel-wide scenes

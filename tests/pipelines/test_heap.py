@@ -8,12 +8,12 @@ import textwrap
 
 import pytest
 
-from pipelines import heap
-from pipelines.heap import release_free_memory
+from pipelines.scoring import heap
+from pipelines.scoring.heap import release_free_memory
 
 FRAGMENT = textwrap.dedent("""
     import sys
-    from pipelines.heap import release_free_memory
+    from pipelines.scoring.heap import release_free_memory
 
     def rss_mb():
         with open("/proc/self/statm") as f:

@@ -8,9 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from app.cli import cli
-from pipelines.calibration import calibrate
+from pipelines.evaluation.calibration import calibrate
 from pipelines.folders import check_writable_folder
-from pipelines.training import TrainConfig, train
+from pipelines.training.loop import TrainConfig, train
 
 
 @pytest.fixture

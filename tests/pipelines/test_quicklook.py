@@ -11,7 +11,7 @@ from PIL import Image
 from pyproj import Transformer
 
 from pipelines.errors import MissingGeoreferenceError
-from pipelines.quicklook import render
+from pipelines.pictures.quicklook import render
 
 
 def _pixel(picture: np.ndarray, bounds, crs: str, x: float, y: float) -> np.ndarray:

@@ -17,9 +17,10 @@ from fixtures.scenes import MEAN, STD, DarkBluePredictor, write_scene
 from rasterio.windows import Window
 
 import models
-from pipelines import scoring
 from pipelines.predictors import ModelPredictor, TileScores
-from pipelines.scoring import ScoreOptions, score
+from pipelines.scoring import job as scoring
+from pipelines.scoring.job import score
+from pipelines.scoring.options import ScoreOptions
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -179,7 +180,7 @@ def test_every_ray_worker_plans_its_share_of_the_job(scenes, tmp_path):
     ],
 )
 def test_workers_are_sized_to_what_each_live_node_holds(monkeypatch, nodes, gpus_per_worker, slots):
-    from pipelines.executors.ray_executor import RayExecutor
+    from pipelines.scoring.executors.ray_executor import RayExecutor
 
     dead = {"Alive": False, "Resources": {"CPU": 64, "GPU": 8}}
     monkeypatch.setattr(ray, "nodes", lambda: [dead, *({"Alive": True, "Resources": r} for r in nodes)])

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from app.cli import cli
 from models import BundleMetadata, build_model, load_bundle, read_metadata, save_bundle
-from pipelines import scene_evaluation
-from pipelines.scene_calibration import GATE_CANDIDATES
+from pipelines.evaluation import scenes as scene_evaluation
+from pipelines.evaluation.scene_calibration import GATE_CANDIDATES
 
 CPU = ["--device", "cpu", "--precision", "fp32"]
 

@@ -12,8 +12,7 @@ import rasterio
 from fixtures.scenes import PANEL_RGB, DarkBluePredictor, write_scene
 
 from data_catalog import LabelledItem
-from pipelines.mosaics import MOSAIC_CRS, MOSAIC_ORIGIN, Mosaic, build_mosaics, mosaic_items
-from pipelines.scene_evaluation import (
+from pipelines.evaluation.scenes import (
     MosaicCounter,
     SceneCase,
     SceneCounter,
@@ -22,6 +21,7 @@ from pipelines.scene_evaluation import (
     scene_objective,
     score_cases,
 )
+from pipelines.mosaics import MOSAIC_CRS, MOSAIC_ORIGIN, Mosaic, build_mosaics, mosaic_items
 
 TILE = 32
 GSD = 0.5

@@ -23,10 +23,11 @@ from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import from_origin
 
-from pipelines import scoring
 from pipelines.errors import ScoringConfigError
-from pipelines.export import atomic_path
-from pipelines.scoring import ScoreOptions, score
+from pipelines.scoring import job as scoring
+from pipelines.scoring.export import atomic_path
+from pipelines.scoring.job import score
+from pipelines.scoring.options import ScoreOptions
 
 OPTIONS = ScoreOptions(min_area_m2=0.5, progress=False)
 
@@ -439,7 +440,7 @@ def test_16_bit_data_using_a_sixteenth_of_its_range_without_saying_so_is_warned_
     write_scene(declared, width=40, height=40, panels=panels, dtype="uint16", bits=12, declare_bits=True)
     full = tmp_path / "full" / "a.tif"
     write_scene(full, width=40, height=40, panels=panels, dtype="uint16")
-    with caplog.at_level("WARNING", logger="pipelines.units"):
+    with caplog.at_level("WARNING", logger="pipelines.scoring.units"):
         _score([dim.path], tmp_path / "dim.geojson")
     [warning] = [r.getMessage() for r in caplog.records]
     brightest = int(rasterio.open(dim.path).read().max())
@@ -447,7 +448,7 @@ def test_16_bit_data_using_a_sixteenth_of_its_range_without_saying_so_is_warned_
     assert "--bit-depth 12" in warning
     assert "gdal_translate -co NBITS=12" in warning and "-scale 0 4095 0 255" in warning
     caplog.clear()
-    with caplog.at_level("WARNING", logger="pipelines.units"):
+    with caplog.at_level("WARNING", logger="pipelines.scoring.units"):
         _score([declared, full], tmp_path / "fine.geojson")
         _score([dim.path], tmp_path / "given.geojson", bit_depth=12)
     assert not caplog.records
@@ -526,7 +527,7 @@ def test_the_manifest_gains_a_line_per_scene_and_a_line_cut_short_rescores_only_
     assert (again.scored, again.resumed) == (1, 2)
     assert len(manifest.read_text().splitlines()) == 5  # the rescored scene appended; nothing rewritten
 
-    with caplog.at_level("WARNING", logger="pipelines.manifest"):
+    with caplog.at_level("WARNING", logger="pipelines.scoring.manifest"):
         assert _score([tmp_path / "in"], out, min_area_m2=2.0).scored == 3
     assert "made with another model or other result options; every scene is scored again" in caplog.text
     assert len(manifest.read_text().splitlines()) == 4  # a new manifest for the new options
@@ -545,7 +546,7 @@ def test_options_reject_unknown_keys_and_bad_values(tmp_path):
 
 
 def test_scoring_bounds_the_gdal_block_cache_unless_the_user_sets_it(monkeypatch):
-    from pipelines.reading import GDAL_CACHE_BYTES, gdal_cache_env
+    from pipelines.scoring.reading import GDAL_CACHE_BYTES, gdal_cache_env
 
     monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
     with gdal_cache_env():

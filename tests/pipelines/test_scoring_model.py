@@ -12,7 +12,8 @@ from fixtures.scenes import write_scene
 
 import models
 from pipelines.predictors import ModelPredictor
-from pipelines.scoring import ScoreOptions, score
+from pipelines.scoring.job import score
+from pipelines.scoring.options import ScoreOptions
 
 
 @pytest.fixture(scope="module")

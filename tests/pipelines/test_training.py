@@ -18,10 +18,11 @@ from app.cli import cli
 from data_catalog import Catalog
 from models import load_bundle
 from models.panelnet import PanelOutput
-from pipelines import training
-from pipelines.plots import LOSS_COLUMNS
-from pipelines.training import TrainConfig, detection_loss, train
-from pipelines.training_data import prepare_items, sampling_weights
+from pipelines.pictures.plots import LOSS_COLUMNS
+from pipelines.prepared import prepare_items
+from pipelines.training import loop as training
+from pipelines.training.data import sampling_weights
+from pipelines.training.loop import TrainConfig, detection_loss, train
 
 TINY_MODEL = {"architecture": "panelnet", "model_kwargs": {"encoder": "res2net_tiny", "decoder_channels": 16}}
 TINY = {**TINY_MODEL, "tile_size": 32, "gsd_m": 0.5, "batch_size": 4, "lr": 3e-3, "mixup_rate": 0.0,

@@ -10,7 +10,7 @@ import torch
 import torch.multiprocessing as mp
 from fixtures.training_catalog import write_training_catalog
 
-from pipelines.training import TrainConfig, train
+from pipelines.training.loop import TrainConfig, train
 
 TINY = {"architecture": "panelnet", "model_kwargs": {"encoder": "res2net_tiny", "decoder_channels": 16},
         "tile_size": 32, "gsd_m": 0.5, "batch_size": 2, "epochs": 1, "steps_per_epoch": 1, "device": "cpu",

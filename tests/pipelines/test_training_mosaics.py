@@ -10,9 +10,9 @@ import torch
 
 from data_catalog import LabelledItem
 from models import PanelOutput
-from pipelines.training import BAG_TOP_PIXELS, TrainConfig, detection_loss, mixup
-from pipelines.training_data import PreparedItem
-from pipelines.training_mosaics import MosaicSampleDataset
+from pipelines.prepared import PreparedItem
+from pipelines.training.loop import BAG_TOP_PIXELS, TrainConfig, detection_loss, mixup
+from pipelines.training.mosaics import MosaicSampleDataset
 
 CELL = 20
 

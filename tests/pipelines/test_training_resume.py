@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from app.cli import cli
 from models import load_bundle
-from pipelines import training
-from pipelines.training import TrainConfig, mixup, train
+from pipelines.training import loop as training
+from pipelines.training.loop import TrainConfig, mixup, train
 
 TINY = {"architecture": "panelnet", "model_kwargs": {"encoder": "res2net_tiny", "decoder_channels": 16},
         "tile_size": 32, "gsd_m": 0.5, "batch_size": 4, "lr": 3e-3, "mixup_rate": 0.0, "device": "cpu",
@@ -79,7 +79,7 @@ def test_a_resume_with_other_model_or_optimiser_settings_is_refused_and_keeps_th
 
 def test_an_unranked_validation_keeps_the_latest_epoch_as_best(catalog_dir, tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(training, "selection_score", lambda metrics: -math.inf)  # no ROC AUC, no pixel IoU
-    with caplog.at_level(logging.WARNING, logger="pipelines.training"):
+    with caplog.at_level(logging.WARNING, logger="pipelines.training.loop"):
         result = train(TrainConfig.from_dict({**TINY, "catalog": catalog_dir, "out": tmp_path / "run"}),
                        progress=False)
     assert load_bundle(result.best_bundle).metadata.metrics["epoch"] == 2

@@ -35,10 +35,10 @@ from data_catalog.rasters import open_raster
 from pipelines.metrics import PixelCounter
 from pipelines.mosaics import MOSAIC_CELLS, Mosaic, build_mosaics, mosaic_items
 from pipelines.predictors import CONFIDENCE_THRESHOLD, Predictor
-from pipelines.scoring import ScoreOptions, score
-from pipelines.training_config import VISIBLE_PLANT_MAX_YEAR
-from pipelines.training_data import has_reliable_label
-from pipelines.vectorising import FOUR_CONNECTED, panel_pixels
+from pipelines.prepared import VISIBLE_PLANT_MAX_YEAR, has_reliable_label
+from pipelines.scoring.job import score
+from pipelines.scoring.options import ScoreOptions
+from pipelines.scoring.vectorising import FOUR_CONNECTED, panel_pixels
 
 log = logging.getLogger(__name__)
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Self
+from typing import Self
 
 from pipelines.predictors import Predictor, plan_job
-from pipelines.units import ScoringUnit, UnitOutcome, score_unit, scoring_failure, tiles_by_size
-
-if TYPE_CHECKING:
-    from pipelines.scoring import ScoreOptions
+from pipelines.scoring.options import ScoreOptions
+from pipelines.scoring.units import ScoringUnit, UnitOutcome, score_unit, scoring_failure, tiles_by_size
 
 
 class LocalExecutor:

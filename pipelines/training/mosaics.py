@@ -17,7 +17,8 @@ from torch.utils.data import Dataset
 
 from pipelines.mosaics import mosaic_items
 from pipelines.normalisation import normalise
-from pipelines.training_data import MIN_PANEL_PIXELS, PreparedItem, TileSampleDataset, default_augmentation
+from pipelines.prepared import MIN_PANEL_PIXELS, PreparedItem
+from pipelines.training.data import TileSampleDataset, default_augmentation
 
 PANEL_CELL_RATE = 0.35  # chance that a mosaic cell holds one of the panel tiles
 

@@ -13,9 +13,9 @@ from pipelines.dihedral import dihedral_mean
 from pipelines.metrics import PixelCounter, tile_metrics
 from pipelines.normalisation import normalise
 from pipelines.predictors import tile_logits
+from pipelines.prepared import PreparedItem
 from pipelines.runtime import Runtime
 from pipelines.tiling import DEFAULT_OVERLAP, ModelGrid, presence_window, scene_tiles
-from pipelines.training_data import PreparedItem
 
 TILE_THRESHOLD = 0.5
 PIXEL_THRESHOLD = 0.5

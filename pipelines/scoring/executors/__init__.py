@@ -9,16 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from pipelines.errors import ScoringConfigError
 from pipelines.predictors import Predictor
-from pipelines.units import ScoringUnit, UnitOutcome
-
-if TYPE_CHECKING:
-    from pipelines.scoring import ScoreOptions
-
-EXECUTORS = ("local", "ray")
+from pipelines.scoring.options import EXECUTORS, ScoreOptions
+from pipelines.scoring.units import ScoringUnit, UnitOutcome
 
 
 class Executor(Protocol):
@@ -40,12 +36,12 @@ def open_executor(
     the bundle of ``options.model`` themselves (on their own GPU where they have one).
     """
     if options.executor == "local":
-        from pipelines.executors.local import LocalExecutor
+        from pipelines.scoring.executors.local import LocalExecutor
 
         return LocalExecutor(predictor, options, workdir)
     if options.executor == "ray":
         try:
-            from pipelines.executors.ray_executor import RayExecutor
+            from pipelines.scoring.executors.ray_executor import RayExecutor
         except ImportError as exc:
             raise ScoringConfigError(
                 f"the ray executor needs Ray ({exc}); install it with: pip install 'solarscan[ray]'"

@@ -13,8 +13,8 @@ import geopandas as gpd
 import pandas as pd
 import shapely
 
-from pipelines.attributes import COLUMNS
 from pipelines.errors import ScoringConfigError
+from pipelines.scoring.attributes import COLUMNS
 from pipelines.timing import timed
 
 OUTPUT_CRS = "EPSG:4326"

@@ -13,8 +13,8 @@ from models import load_bundle, rewrite_metadata
 from pipelines.folders import check_writable_folder
 from pipelines.metrics import PixelCounter
 from pipelines.predictors import TTA_PIXEL_THRESHOLD
+from pipelines.prepared import PreparedItem
 from pipelines.runtime import Runtime
-from pipelines.training_data import PreparedItem
 
 PIXEL_CANDIDATES = np.round(np.arange(0.05, 0.96, 0.05), 2)
 
@@ -101,7 +101,7 @@ def calibrate(catalog_dir: Path, bundle_path: Path, split: str = "val", tune_pix
     Returns ``{"model", "split", "tta", "items", "thresholds", "scores"}``, which is also recorded in the bundle's
     metrics under ``calibration`` (``calibration_tta`` with ``tta``).
     """
-    from pipelines.evaluation import predict_split
+    from pipelines.evaluation.chips import predict_split
 
     check_writable_folder(Path(out or bundle_path).resolve().parent, "the calibrated bundle (--out)")
     bundle = load_bundle(bundle_path)

@@ -9,11 +9,12 @@ import geopandas as gpd
 
 from data_catalog.sample import sample_chips, sample_scene
 from models import read_metadata
-from pipelines.contact_sheet import render_contact_sheet
 from pipelines.errors import ScoringConfigError
 from pipelines.folders import check_writable_folder
+from pipelines.pictures.contact_sheet import render_contact_sheet
 from pipelines.predictors import default_bundle_path
-from pipelines.scoring import ScoreOptions, ScoreSummary, score
+from pipelines.scoring.job import ScoreSummary, score
+from pipelines.scoring.options import ScoreOptions
 
 CAPTION = "Imagery: (c) swisstopo (Bern chips); USGS, public domain (Fresno tiles). Red: detected panels."
 SCENE_CAPTION = ("Imagery: USGS, public domain (8 x 8 Fresno tiles). Red: detected panels; dashed yellow: the "

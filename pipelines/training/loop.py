@@ -23,25 +23,17 @@ from tqdm import tqdm
 
 from data_catalog import Catalog
 from models import BundleMetadata, build_model, load_bundle, save_bundle
-from pipelines.calibration import calibrate_predictions
-from pipelines.copy_paste import CopyPaste, cut_panels
+from pipelines.evaluation.calibration import calibrate_predictions
+from pipelines.evaluation.validation import predict_prepared, score_predictions, selection_score
 from pipelines.folders import check_writable_folder
-from pipelines.plots import plot_curves, plot_precision_recall
+from pipelines.pictures.plots import plot_curves, plot_precision_recall
+from pipelines.prepared import MIN_PANEL_PIXELS, PreparedItem, has_reliable_label, prepare_items
 from pipelines.runtime import Runtime
-from pipelines.training_config import TrainConfig
-from pipelines.training_data import (
-    MIN_PANEL_PIXELS,
-    PreparedItem,
-    TileSampleDataset,
-    band_statistics,
-    default_augmentation,
-    has_reliable_label,
-    prepare_items,
-    sampling_weights,
-)
-from pipelines.training_distributed import Distributed
-from pipelines.training_mosaics import MixedCropDataset, mosaic_dataset
-from pipelines.validation import predict_prepared, score_predictions, selection_score
+from pipelines.training.config import TrainConfig
+from pipelines.training.copy_paste import CopyPaste, cut_panels
+from pipelines.training.data import TileSampleDataset, band_statistics, default_augmentation, sampling_weights
+from pipelines.training.distributed import Distributed
+from pipelines.training.mosaics import MixedCropDataset, mosaic_dataset
 
 log = logging.getLogger(__name__)
 

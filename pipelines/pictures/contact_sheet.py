@@ -13,9 +13,9 @@ from rasterio.enums import Resampling
 from shapely import get_coordinates
 
 from data_catalog.rasters import open_raster
-from pipelines.export import atomic_path
 from pipelines.scenes import expand_palette, palette_colours
-from pipelines.vectorising import panel_pixels
+from pipelines.scoring.export import atomic_path
+from pipelines.scoring.vectorising import panel_pixels
 
 DISPLAY_PX = 256  # longest side of each thumbnail
 

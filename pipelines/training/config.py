@@ -9,9 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.options import checked_values
-
-# Registry plants in operation by this year are taken to show in the imagery (weak positives after it are left out).
-VISIBLE_PLANT_MAX_YEAR = 2019
+from pipelines.prepared import VISIBLE_PLANT_MAX_YEAR
 
 
 @dataclass(frozen=True)

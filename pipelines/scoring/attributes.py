@@ -9,7 +9,7 @@ import shapely
 from pyproj import Transformer
 
 from pipelines.scenes import GEOD, Scene
-from pipelines.vectorising import PixelPolygons
+from pipelines.scoring.vectorising import PixelPolygons
 
 # Column order of every PanelSet and of the exported layers (panel_id is numbered at export).
 COLUMNS = [

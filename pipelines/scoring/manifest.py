@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.export import atomic_path
+from pipelines.scoring.export import atomic_path
 
 FORMAT_VERSION = 2  # 1: one JSON document, rewritten after every scene
 _HASHED_BYTES = 1 << 20  # checksum reads the first and last MiB

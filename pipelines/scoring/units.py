@@ -16,7 +16,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import compress, pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
@@ -24,19 +23,17 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from models import BundleMetadata
-from pipelines.attributes import panel_set
-from pipelines.blending import StripBlender, hann_weights
 from pipelines.errors import EmptySceneError, SceneReadError, ScoringError
-from pipelines.heap import release_free_memory
 from pipelines.predictors import CONFIDENCE_THRESHOLD, Predictor
-from pipelines.probability import MaskWriter, ModelGridProbability
-from pipelines.reading import SceneReader, gdal_cache_env, iter_batches
 from pipelines.scenes import Scene, scene_key
+from pipelines.scoring.attributes import panel_set
+from pipelines.scoring.blending import StripBlender, hann_weights
+from pipelines.scoring.heap import release_free_memory
+from pipelines.scoring.options import ScoreOptions
+from pipelines.scoring.probability import MaskWriter, ModelGridProbability
+from pipelines.scoring.reading import SceneReader, gdal_cache_env, iter_batches
+from pipelines.scoring.vectorising import PixelPolygons, StripVectoriser, clean, join_across_seams
 from pipelines.tiling import Tile, batch_tiles, model_grid, scene_tiles
-from pipelines.vectorising import PixelPolygons, StripVectoriser, clean, join_across_seams
-
-if TYPE_CHECKING:
-    from pipelines.scoring import ScoreOptions
 
 log = logging.getLogger(__name__)
 

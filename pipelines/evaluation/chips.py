@@ -15,6 +15,7 @@ from data_catalog import Catalog, LabelledItem
 from data_catalog.labels import load_mask
 from data_catalog.rasters import open_raster
 from models import Bundle, load_bundle
+from pipelines.evaluation.validation import predict_prepared, score_predictions
 from pipelines.metrics import AreaCounter, ObjectCounter, PixelCounter
 from pipelines.predictors import (
     GATE_FRACTION,
@@ -23,12 +24,11 @@ from pipelines.predictors import (
     pixel_threshold,
     predictor_for,
 )
+from pipelines.prepared import VISIBLE_PLANT_MAX_YEAR, PreparedItem, has_reliable_label, prepare_items
 from pipelines.runtime import Runtime
-from pipelines.scoring import ScoreOptions, score
-from pipelines.training_config import VISIBLE_PLANT_MAX_YEAR
-from pipelines.training_data import PreparedItem, has_reliable_label, prepare_items
-from pipelines.validation import predict_prepared, score_predictions
-from pipelines.vectorising import panel_pixels
+from pipelines.scoring.job import score
+from pipelines.scoring.options import ScoreOptions
+from pipelines.scoring.vectorising import panel_pixels
 
 log = logging.getLogger(__name__)
 

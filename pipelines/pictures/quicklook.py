@@ -22,8 +22,8 @@ from rasterio.warp import calculate_default_transform, reproject
 
 from data_catalog.rasters import open_raster
 from pipelines.errors import BandLayoutError, MissingGeoreferenceError, SceneReadError
-from pipelines.reading import gdal_cache_env
 from pipelines.scenes import expand_palette, palette_colours, select_bands
+from pipelines.scoring.reading import gdal_cache_env
 
 WEB_MERCATOR = "EPSG:3857"
 MAX_SIZE = 1024  # longest side of a quicklook, pixels

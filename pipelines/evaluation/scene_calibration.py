@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from models import load_bundle, rewrite_metadata
-from pipelines.calibration import PIXEL_CANDIDATES
+from pipelines.evaluation.calibration import PIXEL_CANDIDATES
+from pipelines.evaluation.scenes import judge_cases, scene_objective, score_cases, split_cases
 from pipelines.folders import check_writable_folder
 from pipelines.predictors import CONFIDENCE_THRESHOLD, GATE_THRESHOLD, predictor_for
 from pipelines.runtime import Runtime
-from pipelines.scene_evaluation import judge_cases, scene_objective, score_cases, split_cases
-from pipelines.scoring import ScoreOptions
+from pipelines.scoring.options import ScoreOptions
 
 log = logging.getLogger(__name__)
 

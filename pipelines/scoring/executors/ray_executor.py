@@ -13,17 +13,15 @@ import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Self
+from typing import Self
 
 import ray
 from ray.exceptions import RayActorError, RayError
 
 from pipelines.errors import ScoringConfigError
 from pipelines.predictors import Predictor, plan_job
-from pipelines.units import ScoringUnit, UnitOutcome, score_unit, scoring_failure, tiles_by_size
-
-if TYPE_CHECKING:
-    from pipelines.scoring import ScoreOptions
+from pipelines.scoring.options import ScoreOptions
+from pipelines.scoring.units import ScoringUnit, UnitOutcome, score_unit, scoring_failure, tiles_by_size
 
 UNIT_RETRIES = 2  # further attempts at a unit that raised, or whose actor died
 

@@ -1,0 +1,1 @@
+"""Pictures of results: contact sheets and scene pictures of scored panels, quicklooks, training curves, the demo."""

@@ -1,0 +1,1 @@
+"""Scoring: scenes in, georeferenced panel polygons, per-image CSV and probability masks out (``job.score``)."""
