@@ -1,20 +1,23 @@
-"""End-to-end scoring benchmark: a plain baseline and the product on the same generated scene, in one invocation.
+"""End-to-end scoring benchmark: a plain baseline, the product and its encoder alone on one scene, in one invocation.
 
 The scene is generated deterministically into a temporary folder: a tiled, deflate-compressed 3-band GeoTIFF at
-0.3 m of repeated texture with blocks of four of the bundled sample's real panel tiles (USGS Fresno, 0.3 m, 60 m
-across) pasted in about ``--panel-fraction`` of its 256 px cells. Each configuration runs in
-its own child process, so peak RSS and start-up are its own:
+0.3 m of real tiles, the bundled Fresno scene (8 x 8 USGS tiles, 3 with rooftop arrays: about 5 % of the ground)
+laid side by side in random flips and turns. Each configuration runs in its own child process, so peak RSS and
+start-up are its own:
 
 - ``baseline``: the same network, fp32 eager, contiguous, no BatchNorm folding, the decoder on every tile;
 - ``product``: ``load_predictor`` as ``solarscan score`` uses it (precision, layout, folding, compile policy and
   classifier gating chosen by the product), run twice on an empty compile cache of its own: ``product`` pays for
   compiling the encoder where the policy compiles (a user's first big job), ``product-warm`` loads the compiled
-  package as every later job does.
+  package as every later job does;
+- ``encoder``: the product's encoder alone (compiled the same way, from the same package) on as many tiles of the
+  same size as scoring cuts the scene into, on random input: what scoring would cost if nothing else did. The
+  ratio of ``product-warm`` to it is the share of the encoder's rate that scoring keeps end to end.
 
 Without ``--model`` the network is a freshly initialised ``panelnet_res2netplus50`` with BatchNorm statistics
 like a trained one's. An untrained classifier cannot find the panel tiles, so the product's gate threshold is set
-from the baseline's tile probabilities to pass the same fraction of tiles a trained one would (``--panel-fraction``):
-the compute is the product's, the detections are not meaningful.
+from the baseline's tile probabilities to pass as many tiles as hold panels: the compute is the product's, the
+detections are not meaningful.
 
 ``--memory`` instead measures peak RSS of scoring two scene sizes with a stand-in predictor (no network).
 
@@ -31,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Self
 
@@ -41,60 +43,49 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 GSD_M = 0.3
-CELL = 256  # the generated scene's panels lie in this many pixels' cells (about ``--panel-fraction`` of them)
 BUNDLE_TILE = 128  # the tile size of the benchmark's bundles
 MEAN, STD = [0.4, 0.45, 0.35], [0.2, 0.2, 0.2]
 BLOCK = 512  # GeoTIFF block and generation window
 
 
-def panel_chips() -> list[np.ndarray]:
-    """The bundled sample's 0.3 m tiles labelled as holding panels (USGS orthoimagery of Fresno, public domain), as
-    (3, H, W) uint8 arrays: real panels for a trained classifier to find."""
-    import rasterio
-
-    from data_catalog.sample import sample_chips
-
-    chips = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)  # plain PNG tiles
-        for sample in sample_chips():
-            if sample.has_panels and sample.gsd_m == GSD_M:
-                with rasterio.open(sample.path) as src:
-                    chips.append(src.read([1, 2, 3]))
-    return chips
-
-
-def write_scene(path: Path, size: int, panel_fraction: float, seed: int = 0) -> list[tuple[int, int, int, int]]:
-    """A size x size scene of repeated texture with a block of 2 x 2 of the bundled panel tiles (``panel_chips``,
-    each turned by a random quarter) pasted in about ``panel_fraction`` of its cells; returns the pasted boxes
-    (row0, col0, row1, col1)."""
+def write_scene(path: Path, size: int, seed: int = 0) -> list[tuple[int, int, int, int]]:
+    """A size x size scene of real tiles: the bundled Fresno scene (8 x 8 USGS tiles of 30 m at 0.3 m, public
+    domain; 3 of them with rooftop arrays) laid side by side, each copy in a random one of its eight flips and
+    turns. Returns the boxes (row0, col0, row1, col1) of the tiles with panels."""
     import rasterio
     from affine import Affine
 
-    rng = np.random.default_rng(seed)
-    noise = rng.integers(0, 30, (3, BLOCK, BLOCK), dtype=np.uint8)  # one block of texture, repeated
-    base = np.array([120, 135, 105], np.uint8)[:, None, None]
-    chips = panel_chips()
-    stride = CELL - CELL // 4
-    cells = [(r, c) for r in range(0, size - CELL + 1, stride) for c in range(0, size - CELL + 1, stride)]
-    picked = rng.choice(len(cells), size=max(1, round(panel_fraction * len(cells))), replace=False)
-    pasted = []
-    for i in sorted(picked):
-        # Four tiles side by side: a lone 30 m tile in a 77 m classifier window is too small a share of it for
-        # the trained classifier (0.04-0.10 against 0.97-0.99 alone), a block of four is not (0.19-0.76).
-        turned = [np.rot90(chips[int(rng.integers(len(chips)))], int(rng.integers(4)), axes=(1, 2)) for _ in range(4)]
-        chip = np.concatenate([np.concatenate(turned[:2], axis=2), np.concatenate(turned[2:], axis=2)], axis=1)
-        r, c = cells[i]
-        r0, c0 = r + int(rng.integers(0, CELL - chip.shape[1])), c + int(rng.integers(0, CELL - chip.shape[2]))
-        pasted.append(((r0, c0, r0 + chip.shape[1], c0 + chip.shape[2]), chip))
+    from data_catalog.sample import sample_scene
+
+    sample = sample_scene()
+    with rasterio.open(sample.path) as src:
+        pixels = src.read([1, 2, 3])
+    span, cell = pixels.shape[1], sample.cell_px
+    labels = np.zeros((span // cell, span // cell), bool)
+    labels[tuple(np.array(sample.panel_cells).T)] = True
+
+    def view(array: np.ndarray, k: int) -> np.ndarray:
+        turned = np.rot90(array, k % 4, axes=(-2, -1))
+        return np.ascontiguousarray(turned[..., ::-1] if k >= 4 else turned)
+
+    views = [(view(pixels, k), view(labels, k)) for k in range(8)]
+    copies = -(-size // span)
+    orientation = np.random.default_rng(seed).integers(8, size=(copies, copies))
+    boxes = [
+        (i * span + r * cell, j * span + c * cell, min(size, i * span + (r + 1) * cell),
+         min(size, j * span + (c + 1) * cell))
+        for i in range(copies) for j in range(copies)
+        for r, c in zip(*np.nonzero(views[orientation[i, j]][1]))
+        if i * span + r * cell < size and j * span + c * cell < size
+    ]
     profile = {
         "driver": "GTiff",
         "width": size,
         "height": size,
         "count": 3,
         "dtype": "uint8",
-        "crs": "EPSG:32632",
-        "transform": Affine(GSD_M, 0, 500_000.0, 0, -GSD_M, 5_300_000.0),
+        "crs": "EPSG:32611",
+        "transform": Affine(GSD_M, 0, 250_000.0, 0, -GSD_M, 4_070_000.0),
         "tiled": True,
         "blockxsize": BLOCK,
         "blockysize": BLOCK,
@@ -105,15 +96,15 @@ def write_scene(path: Path, size: int, panel_fraction: float, seed: int = 0) -> 
         for row in range(0, size, BLOCK):
             for col in range(0, size, BLOCK):
                 h, w = min(BLOCK, size - row), min(BLOCK, size - col)
-                block = base + noise[:, :h, :w]
-                for (r0, c0, r1, c1), chip in pasted:
-                    top, left, bottom, right = max(r0, row), max(c0, col), min(r1, row + h), min(c1, col + w)
-                    if top < bottom and left < right:
-                        block[:, top - row : bottom - row, left - col : right - col] = chip[
-                            :, top - r0 : bottom - r0, left - c0 : right - c0
-                        ]
+                block = np.empty((3, h, w), np.uint8)
+                for i in range(row // span, (row + h - 1) // span + 1):
+                    for j in range(col // span, (col + w - 1) // span + 1):
+                        top, left = max(i * span, row), max(j * span, col)
+                        bottom, right = min((i + 1) * span, row + h), min((j + 1) * span, col + w)
+                        block[:, top - row:bottom - row, left - col:right - col] = views[orientation[i, j]][0][
+                            :, top - i * span:bottom - i * span, left - j * span:right - j * span]
                 dst.write(block, window=rasterio.windows.Window(col, row, w, h))
-    return [box for box, _ in pasted]
+    return boxes
 
 
 def write_bundle(path: Path) -> Path:
@@ -241,8 +232,44 @@ class GpuUtilisation:
                f"({len(self.samples)} samples)"
 
 
+def encoder_only(args: argparse.Namespace) -> dict:
+    """Run the product's encoder alone over as many tiles as scoring cuts the scene into, in the same batches,
+    compiled as scoring compiles it (``ModelPredictor.plan``)."""
+    from collections import Counter
+
+    import rasterio
+    import torch
+
+    from pipelines.predictors import load_predictor
+    from pipelines.tiling import batch_tiles
+
+    start = time.perf_counter()
+    predictor = load_predictor(args.bundle, compile=args.compile)
+    with rasterio.open(args.scene) as src:
+        width = src.width
+    sizes = Counter(t.size for t in scene_tiles_of(width, predictor.metadata.tile_size))
+    predictor.plan(dict(sizes), args.batch_size)
+    bands, runtime = len(predictor.metadata.bands), predictor.runtime
+    encode_start = time.perf_counter()
+    with torch.inference_mode(), runtime.autocast():
+        for size, count in sizes.items():
+            batch = min(count, batch_tiles(args.batch_size, size, predictor.metadata.tile_size))
+            x = runtime.to_input(torch.randn(batch, bands, size, size)).to(predictor.dtype)
+            encode, _ = predictor.encoder_for(x)
+            for done in range(0, count, batch):
+                features = encode(x[: min(batch, count - done)])
+        float(features[-1].float().sum())  # waits for a GPU to finish
+    end = time.perf_counter()
+    return {"run": "encoder", "seconds": end - encode_start, "process_seconds": end - start,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "segmented_tiles": 0,
+            "runtime": f"{runtime.device.type} {runtime.autocast_dtype or 'fp32'} cl={runtime.channels_last}"}
+
+
 def run_child(args: argparse.Namespace) -> None:
     """Score the scene with one configuration and print one JSON line of measurements."""
+    if args.run == "encoder":
+        print(json.dumps(encoder_only(args)))
+        return
     start = time.perf_counter()
     from pipelines.predictors import load_predictor
     from pipelines.scoring.job import score
@@ -349,7 +376,7 @@ def throughput(args: argparse.Namespace, workdir: Path) -> None:
     size = args.size
     scene = workdir / "scene.tif"
     t = time.perf_counter()
-    panels = write_scene(scene, size, args.panel_fraction)
+    panels = write_scene(scene, size)
     bundle = args.model or write_bundle(workdir / "fresh.safetensors")
     from models import read_metadata
 
@@ -371,15 +398,18 @@ def throughput(args: argparse.Namespace, workdir: Path) -> None:
     extra = {"gate_threshold": gate} if gate is not None else {}
     product = child("product", scene, bundle, workdir, args, **extra)
     warm = child("product", scene, bundle, workdir, args, label="product-warm", **extra)
+    encoder = child("encoder", scene, bundle, workdir, args)
     print(f"{'run':<13}{'tiles/s':>10}{'km2/h':>10}{'ratio':>8}{'peak RSS MB':>13}{'process s':>11}"
           f"{'decoded':>9}  runtime")
-    for r in (baseline, product, warm):
+    for r in (baseline, product, warm, encoder):
         print(
             f"{r['run']:<13}{tiles / r['seconds']:>10.2f}{area_km2 / r['seconds'] * 3600:>10.2f}"
             f"{baseline['seconds'] / r['seconds']:>8.2f}{r['peak_rss_mb']:>13.0f}{r['process_seconds']:>11.1f}"
             f"{r['segmented_tiles']:>9}"
             f"  {r.get('runtime', 'fp32 eager contiguous, no gate')}"
         )
+    print(f"end to end (product-warm) / encoder alone: {encoder['seconds'] / warm['seconds']:.0%} of the encoder's "
+          f"rate; first job / warm job: {product['process_seconds'] / warm['process_seconds']:.2f}x (process time)")
     print(stage_table([baseline, product, warm]))
     for r in (baseline, product, warm):
         if r["gpu"]:
@@ -394,7 +424,7 @@ def memory(args: argparse.Namespace, workdir: Path) -> None:
     rows = []
     for size in sizes:
         scene = workdir / f"scene-{size}.tif"
-        write_scene(scene, size, args.panel_fraction)
+        write_scene(scene, size)
         r = child("stand-in", scene, None, workdir, args)
         rows.append((size, r))
         scene.unlink()
@@ -409,7 +439,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a 1536 px scene (memory: 4096 and 8192 px)")
     parser.add_argument("--size", type=int, default=None, help="scene width and height in px (default 10000)")
-    parser.add_argument("--panel-fraction", type=float, default=0.02)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--compile", default="auto", choices=("auto", "on", "off"))
     parser.add_argument(

@@ -146,20 +146,27 @@ class ModelPredictor:
         n, _, h, w = batch.shape
         with torch.inference_mode(), self.runtime.autocast():
             x = self.runtime.to_input(torch.from_numpy(batch)).to(self.dtype)
-            compiled = self._encode_shape is not None and n <= self._encode_shape[0] and h == self._encode_shape[-1]
-            encode = self._encode if compiled else self.model.encode  # tiles are square
+            encode, capacity = self.encoder_for(x)
             features = encode(x)
             presence = torch.sigmoid(presence_logits(self.model, features, presence_window(h, self.metadata.tile_size)))
             tile = presence.amax(dim=(1, 2))
             chosen = tile >= self.gate_threshold if self.gate else torch.ones_like(tile, dtype=torch.bool)
             maps = torch.zeros((n, h, w), dtype=torch.float32, device=tile.device)
             if bool(chosen.any()):
-                capacity = self._encode_shape[0] if compiled else n  # a compiled encoder pads shorter batches
                 maps[chosen] = self._pixel_probability(x[chosen], [f[chosen] for f in features], encode, capacity)
                 if self.gate:  # cells no window around them passes are no panel either
                     cells = (presence[chosen] >= self.gate_threshold).repeat_interleave(SIZE_STEP, 1)
                     maps[chosen] *= cells.repeat_interleave(SIZE_STEP, 2)[:, :h, :w]
         return TileScores(tile.cpu().numpy(), maps.cpu().numpy(), chosen.cpu().numpy())
+
+    def encoder_for(self, x: torch.Tensor) -> tuple[Callable[[torch.Tensor], list[torch.Tensor]], int]:
+        """The encoder for a batch ``x`` prepared for the model, and the most tiles it takes at once: the compiled
+        one where ``plan`` compiled it for this tile size and a batch at least this big (it pads shorter batches),
+        else the eager model's."""
+        shape = self._encode_shape
+        if shape is not None and x.shape[0] <= shape[0] and x.shape[-1] == shape[-1]:  # tiles are square
+            return self._encode, shape[0]
+        return self.model.encode, x.shape[0]
 
     def _pixel_probability(self, x: torch.Tensor, features: list[torch.Tensor],
                            encode: Callable[[torch.Tensor], list[torch.Tensor]], batch: int) -> torch.Tensor:

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,3 +47,26 @@ def test_gpu_utilisation_is_not_sampled_without_cuda(monkeypatch):
     with _bench_scoring().GpuUtilisation() as gpu:
         pass
     assert gpu.summary() is None
+
+
+def test_the_scene_is_the_bundled_fresno_scene_repeated_with_its_panel_tiles_where_it_says(tmp_path):
+    import rasterio
+
+    from data_catalog.sample import sample_scene
+
+    sample = sample_scene()
+    with rasterio.open(sample.path) as src:
+        original = src.read([1, 2, 3])
+    cell = sample.cell_px
+    panel_tiles = [original[:, r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] for r, c in sample.panel_cells]
+    views = [np.rot90(t, k, axes=(1, 2)) for t in panel_tiles for k in range(4)]
+    views += [v[:, :, ::-1] for v in views]
+    size = 2 * original.shape[1]  # 2 x 2 copies
+    boxes = _bench_scoring().write_scene(tmp_path / "scene.tif", size)
+    assert len(boxes) == 4 * len(sample.panel_cells)
+    with rasterio.open(tmp_path / "scene.tif") as src:
+        assert (src.width, src.height, src.res) == (size, size, (0.3, 0.3))
+        scene = src.read()
+    for r0, c0, r1, c1 in boxes:
+        assert (r1 - r0, c1 - c0) == (cell, cell)
+        assert any(np.array_equal(scene[:, r0:r1, c0:c1], v) for v in views)
