@@ -123,6 +123,17 @@ def panel_components(probability: np.ndarray, threshold: float, min_pixels: floa
     return renumbered[labels], int(keep.sum())
 
 
+def component_centres(labels: np.ndarray, count: int) -> np.ndarray:
+    """The (row, column) centre of mass of components 1..``count`` of ``labels``, (count, 2) float: as
+    ``ndimage.center_of_mass`` gives them, from three bincounts instead of one pass per component."""
+    flat = labels.ravel()
+    rows, cols = labels.shape
+    sizes = np.bincount(flat, minlength=count + 1)[1:]
+    row_sums = np.bincount(flat, weights=np.repeat(np.arange(rows, dtype=np.float64), cols), minlength=count + 1)[1:]
+    col_sums = np.bincount(flat, weights=np.tile(np.arange(cols, dtype=np.float64), rows), minlength=count + 1)[1:]
+    return np.column_stack([row_sums, col_sums]) / sizes[:, None]
+
+
 class MosaicCounter:
     """Cells found and missed over mosaics, and panels in panel-free cells."""
 
@@ -140,8 +151,7 @@ class MosaicCounter:
         self.true_found += int((found & mosaic.cells).sum())
         self.found += int(found.sum())
         if count:
-            centres = ndimage.center_of_mass(np.ones_like(labels), labels, range(1, count + 1))
-            cells = np.array([(int(r) // px, int(c) // px) for r, c in centres])
+            cells = component_centres(labels, count).astype(int) // px
             inside = (cells[:, 0] < n) & (cells[:, 1] < n)
             self.false_panels += int((~mosaic.cells[cells[inside, 0], cells[inside, 1]]).sum())
         self.free_km2 += float((~mosaic.cells).sum()) * (px * mosaic.gsd_m) ** 2 / 1e6

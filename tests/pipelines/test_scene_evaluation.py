@@ -173,3 +173,14 @@ def test_the_scene_objective_weighs_detection_f1_and_outline_iou_alike():
                "drawn/scene_object_precision": 0.5, "drawn/scene_pixel_iou": 0.8}
     assert scene_objective(metrics) == pytest.approx((2 / 3 + 2 / 3 + 0.8) / 3)  # false panels/km2 is no term
     assert math.isnan(scene_objective({"tiles/mosaic00_false_panels_per_km2": 3.0}))
+
+
+def test_component_centres_are_the_centres_of_mass():
+    from scipy import ndimage
+
+    from pipelines.evaluation.scenes import component_centres
+
+    rng = np.random.default_rng(3)
+    labels, count = ndimage.label(rng.random((60, 45)) > 0.7)
+    expected = np.array(ndimage.center_of_mass(np.ones_like(labels), labels, range(1, count + 1)))
+    np.testing.assert_allclose(component_centres(labels, count), expected, atol=1e-9)
