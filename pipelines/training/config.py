@@ -55,6 +55,9 @@ class TrainConfig:
     weak_positive_max_year: int | None = VISIBLE_PLANT_MAX_YEAR
     source_weights: dict[str, float] = field(default_factory=dict)  # draw-weight factor per source (default 1)
     ema_decay: float | None = None  # validate and keep an exponential moving average of the weights
+    # also keep every epoch's model as epoch<N>.safetensors (with its own tile threshold), to choose among them on
+    # whole scenes (``solarscan evaluate --scenes``) rather than by the lone-chip validation score
+    keep_epochs: bool = False
 
     def __post_init__(self) -> None:
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -355,7 +356,8 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
         losses = distributed.mean({k: v / max(seen, 1) for k, v in sums.items()})
         if distributed.is_main:
             row = {"epoch": state["epoch"], "step": state["step"], "lr": scheduler.get_last_lr()[0], **losses}
-            _end_epoch(net if ema is None else ema.module, row, state, metadata, prepared_val, runtime, out)
+            _end_epoch(net if ema is None else ema.module, row, state, metadata, prepared_val, runtime, out,
+                       config.keep_epochs)
             _save_checkpoint(checkpoint_path, {
                 "model": net.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(), "plan": plan, "rng": torch.get_rng_state(),
@@ -369,10 +371,10 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
 
 
 def _end_epoch(net: nn.Module, row: dict[str, Any], state: dict[str, Any], metadata: BundleMetadata,
-               prepared_val: list[PreparedItem], runtime: Runtime, out: Path) -> None:
+               prepared_val: list[PreparedItem], runtime: Runtime, out: Path, keep_epoch: bool = False) -> None:
     """Validate, log the epoch to ``metrics.csv`` and the curves plot, and keep the best model as the bundle,
     with the tile threshold of best validation accuracy (``calibrate_predictions``) and its precision-recall
-    plot."""
+    plot; with ``keep_epoch``, this epoch's model too (``epoch_bundle_name``)."""
     mean, std = metadata.norm_mean, metadata.norm_std
     predictions = predict_prepared(net, prepared_val, mean, std, runtime, metadata.tile_size) if prepared_val else []
     val = score_predictions(prepared_val, predictions) if prepared_val else {}
@@ -385,14 +387,18 @@ def _end_epoch(net: nn.Module, row: dict[str, Any], state: dict[str, Any], metad
         log.warning("validation (%d items) gives neither a tile ROC AUC (it needs both classes) nor a pixel IoU (it "
                     "needs drawn panels), so it cannot rank epochs: %s holds the latest epoch", len(prepared_val),
                     BEST_BUNDLE)
+    chosen = calibrate_predictions(prepared_val, predictions)
+    threshold, accuracy = chosen["thresholds"]["tile"], chosen["scores"]["tile_accuracy"]
+    epoch_metadata = dataclasses.replace(
+        metadata, thresholds={**metadata.thresholds, "tile": threshold},
+        metrics={"validation": val, "epoch": state["epoch"], "step": state["step"],
+                 "validation_tile_accuracy_at_threshold": accuracy})
+    if keep_epoch:
+        save_bundle(out / epoch_bundle_name(state["epoch"]), net, epoch_metadata)
     # while no epoch has had a finite score, each is taken as the best, so that there always is a best bundle
     if score > state["best_score"] or not math.isfinite(state["best_score"]):
         state.update(best_score=score, best_metrics=val, bad_epochs=0)
-        chosen = calibrate_predictions(prepared_val, predictions)
-        threshold, accuracy = chosen["thresholds"]["tile"], chosen["scores"]["tile_accuracy"]
-        metadata.thresholds = {**metadata.thresholds, "tile": threshold}
-        metadata.metrics = {"validation": val, "epoch": state["epoch"], "step": state["step"],
-                            "validation_tile_accuracy_at_threshold": accuracy}
+        metadata.thresholds, metadata.metrics = epoch_metadata.thresholds, epoch_metadata.metrics
         save_bundle(out / BEST_BUNDLE, net, metadata)
         if not math.isnan(accuracy):
             labels = np.array([p.has_panels for p in prepared_val], dtype=int)
@@ -400,6 +406,11 @@ def _end_epoch(net: nn.Module, row: dict[str, Any], state: dict[str, Any], metad
             plot_precision_recall(labels, probabilities, threshold, out / PRECISION_RECALL_PLOT)
     else:
         state["bad_epochs"] += 1
+
+
+def epoch_bundle_name(epoch: int) -> str:
+    """The file an epoch's model is kept in when the run keeps every epoch (``keep_epochs``)."""
+    return f"epoch{epoch}.safetensors"
 
 
 def _append_csv(path: Path, row: dict[str, Any]) -> None:

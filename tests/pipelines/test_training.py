@@ -206,3 +206,31 @@ def test_frozen_norm_statistics_are_kept_while_the_weights_learn(catalog_dir, tm
     statistics = [k for k in before if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
     assert statistics and all(torch.equal(before[k], after[k]) for k in statistics)
     assert any(not torch.equal(before[k], after[k]) for k in before if k.endswith("weight"))
+
+
+def test_every_epoch_can_be_kept_with_its_own_tile_threshold(catalog_dir, tmp_path, monkeypatch):
+    config = {**TINY, "catalog": catalog_dir, "out": tmp_path / "run", "epochs": 3, "steps_per_epoch": 1,
+              "keep_epochs": True}
+    checkpoints = []
+    save = training._save_checkpoint
+
+    def save_and_keep(path, state):
+        checkpoints.append({n: t.clone() for n, t in state["model"].items()})
+        save(path, state)
+
+    monkeypatch.setattr(training, "_save_checkpoint", save_and_keep)
+    result = train(TrainConfig.from_dict(config), progress=False)
+    for epoch in (1, 2, 3):
+        bundle = load_bundle(tmp_path / "run" / training.epoch_bundle_name(epoch))
+        assert bundle.metadata.metrics["epoch"] == epoch and 0 <= bundle.metadata.thresholds["tile"] <= 1
+        for name, saved in bundle.model.state_dict().items():
+            torch.testing.assert_close(saved, checkpoints[epoch - 1][name].to(saved.dtype), msg=name)
+    best = load_bundle(result.best_bundle).metadata
+    kept = load_bundle(tmp_path / "run" / training.epoch_bundle_name(best.metrics["epoch"])).metadata
+    assert best.thresholds == kept.thresholds and best.metrics == kept.metrics
+
+
+def test_a_run_keeps_only_its_best_epoch_unless_asked(catalog_dir, tmp_path):
+    train(TrainConfig.from_dict({**TINY, "catalog": catalog_dir, "out": tmp_path / "run", "epochs": 2,
+                                 "steps_per_epoch": 1}), progress=False)
+    assert not list((tmp_path / "run").glob("epoch*.safetensors"))
