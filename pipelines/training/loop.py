@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
 from data_catalog import Catalog
-from models import BundleMetadata, build_model, load_bundle, save_bundle
+from models import Bundle, BundleError, BundleMetadata, build_model, load_bundle, save_bundle
 from pipelines.evaluation.calibration import calibrate_predictions
 from pipelines.evaluation.validation import predict_prepared, score_predictions, selection_score
 from pipelines.folders import check_writable_folder
@@ -73,6 +73,24 @@ def scoring_tile_size(crop_size: int) -> int:
     10 sample chips; 128 px tiles missed none).
     """
     return -(-crop_size * 4 // 3 // 32) * 32
+
+
+def reshaped_model(base: Bundle, model_kwargs: dict[str, Any]) -> nn.Module:
+    """``base``'s architecture built with ``model_kwargs``, starting from every weight and buffer of ``base`` whose
+    name and shape still fit (the encoder, say, under a narrower decoder); the rest starts fresh, as logged."""
+    where = base.path or "bundle"
+    metadata = dataclasses.replace(base.metadata, model_kwargs=model_kwargs)
+    try:
+        model = build_model(metadata)
+    except BundleError as exc:
+        raise ValueError(f"model_kwargs {model_kwargs} do not fit {where}: {exc}") from None
+    own, theirs = model.state_dict(), base.model.state_dict()
+    fitting = {k: v for k, v in theirs.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(fitting, strict=False)
+    fresh = sorted({k.rsplit(".", 1)[0] for k in own if k not in fitting})
+    log.info("%s with %s: %d of %d tensors start from the bundle; fresh: %s", where, model_kwargs, len(fitting),
+             len(own), ", ".join(fresh) or "none")
+    return model
 
 
 def reset_broken_norm_statistics(model: nn.Module) -> dict[str, int]:
@@ -224,13 +242,18 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
     if not prepared_train:
         raise ValueError(f"catalog {config.catalog} has no usable training items")
 
+    teacher_model = None
     if config.init_from is not None:
         base = load_bundle(config.init_from)
         model, mean, std = base.model, base.metadata.norm_mean, base.metadata.norm_std
         for name, channels in reset_broken_norm_statistics(model).items():
             log.warning("%s: %d channel(s) of %s had non-finite running statistics; restarted them at mean 0, "
                         "variance 1 (training re-estimates them)", config.init_from, channels, name)
-        architecture, model_kwargs = base.metadata.architecture, base.metadata.model_kwargs
+        architecture, model_kwargs = base.metadata.architecture, {**base.metadata.model_kwargs,
+                                                                  **config.model_kwargs}
+        if model_kwargs != base.metadata.model_kwargs:  # e.g. a lighter decoder under the bundle's encoder
+            teacher_model = model
+            model = reshaped_model(base, model_kwargs)
     else:
         architecture, model_kwargs = config.architecture, dict(config.model_kwargs)
         mean, std = band_statistics(prepared_train)
@@ -243,8 +266,8 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
     if model is None:
         model = build_model(metadata)
     teacher = None
-    if config.distill_weight > 0:  # the starting model, frozen, before training changes it
-        teacher = runtime.prepare(copy.deepcopy(model)).eval().requires_grad_(False)
+    if config.distill_weight > 0:  # the starting bundle's model, frozen, before training changes it
+        teacher = runtime.prepare(teacher_model or copy.deepcopy(model)).eval().requires_grad_(False)
     net = runtime.prepare(model)
 
     copy_paste = None

@@ -234,3 +234,23 @@ def test_a_run_keeps_only_its_best_epoch_unless_asked(catalog_dir, tmp_path):
     train(TrainConfig.from_dict({**TINY, "catalog": catalog_dir, "out": tmp_path / "run", "epochs": 2,
                                  "steps_per_epoch": 1}), progress=False)
     assert not list((tmp_path / "run").glob("epoch*.safetensors"))
+
+
+def test_fine_tuning_can_narrow_the_decoder_under_the_bundles_encoder(catalog_dir, tmp_path):
+    config = {**TINY, "catalog": catalog_dir, "epochs": 1, "steps_per_epoch": 1}
+    start = train(TrainConfig.from_dict({**config, "out": tmp_path / "start"}), progress=False)
+    base = load_bundle(start.best_bundle)
+    narrow = training.reshaped_model(base, {**base.metadata.model_kwargs, "decoder_channels": 8})
+    own, theirs = narrow.state_dict(), base.model.state_dict()
+    encoder = [k for k in own if k.startswith("encoder.")]
+    assert encoder and all(torch.equal(own[k], theirs[k].to(own[k].dtype)) for k in encoder)
+    assert any(own[k].shape != theirs[k].shape for k in own if k.startswith("decoder."))
+
+    tuned = train(TrainConfig.from_dict({**config, "out": tmp_path / "narrow", "init_from": start.best_bundle,
+                                         "model_kwargs": {"decoder_channels": 8}, "distill_weight": 1.0}),
+                  progress=False)
+    bundle = load_bundle(tuned.best_bundle)
+    assert bundle.metadata.model_kwargs == {**base.metadata.model_kwargs, "decoder_channels": 8}
+    assert bundle.model.state_dict().keys() == narrow.state_dict().keys()
+    with pytest.raises(ValueError, match="do not fit"):
+        training.reshaped_model(base, {**base.metadata.model_kwargs, "no_such_option": 1})
