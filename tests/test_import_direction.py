@@ -30,7 +30,8 @@ FORBIDDEN_ROLES = {
 
 
 def imported_modules(path: Path) -> set[str]:
-    """Dotted names of the modules ``path`` imports absolutely (``from a.b import c``: ``a.b``)."""
+    """Dotted names ``path`` imports absolutely: ``import a.b`` gives ``a.b``, ``from a import b`` both ``a`` and
+    ``a.b`` (``b`` may be a module)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     names: set[str] = set()
     for node in ast.walk(tree):
@@ -38,6 +39,7 @@ def imported_modules(path: Path) -> set[str]:
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
     return names
 
 
@@ -47,16 +49,8 @@ def imported_packages(path: Path) -> set[str]:
 
 def imported_roles(path: Path) -> set[str]:
     """The pipelines role subpackages ``path`` imports (``from pipelines import scoring`` counts too)."""
-    roles = set()
-    for name in imported_modules(path):
-        parts = name.split(".")
-        if parts[0] == "pipelines" and len(parts) > 1 and parts[1] in ROLES:
-            roles.add(parts[1])
-    tree = ast.parse(path.read_text(), filename=str(path))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "pipelines":
-            roles.update(alias.name for alias in node.names if alias.name in ROLES)
-    return roles
+    parts = [name.split(".") for name in imported_modules(path)]
+    return {p[1] for p in parts if p[0] == "pipelines" and len(p) > 1 and p[1] in ROLES}
 
 
 @pytest.mark.parametrize("package", PACKAGES)

@@ -1,7 +1,6 @@
-"""Labelled catalog items -> training samples at one ground sample distance.
+"""Prepared items (``pipelines.prepared``: read once, at the training GSD, kept in memory) -> training samples.
 
-Every item is read once, resampled to the training GSD and kept in memory (the labelled sets are small);
-each sample is a random crop of ``tile_size`` pixels with its tile label, its pixel mask and a weight map that
+Each sample is a random crop of ``tile_size`` pixels with its tile label, its pixel mask and a weight map that
 says where the pixel loss applies (nowhere for positive presence-only tiles, never on padding).
 """
 

@@ -410,6 +410,12 @@ def _end_epoch(net: nn.Module, row: dict[str, Any], state: dict[str, Any], metad
         log.warning("validation (%d items) gives neither a tile ROC AUC (it needs both classes) nor a pixel IoU (it "
                     "needs drawn panels), so it cannot rank epochs: %s holds the latest epoch", len(prepared_val),
                     BEST_BUNDLE)
+    # while no epoch has had a finite score, each is taken as the best, so that there always is a best bundle
+    best = score > state["best_score"] or not math.isfinite(state["best_score"])
+    if not best:
+        state["bad_epochs"] += 1
+    if not (best or keep_epoch):
+        return
     chosen = calibrate_predictions(prepared_val, predictions)
     threshold, accuracy = chosen["thresholds"]["tile"], chosen["scores"]["tile_accuracy"]
     epoch_metadata = dataclasses.replace(
@@ -418,17 +424,13 @@ def _end_epoch(net: nn.Module, row: dict[str, Any], state: dict[str, Any], metad
                  "validation_tile_accuracy_at_threshold": accuracy})
     if keep_epoch:
         save_bundle(out / epoch_bundle_name(state["epoch"]), net, epoch_metadata)
-    # while no epoch has had a finite score, each is taken as the best, so that there always is a best bundle
-    if score > state["best_score"] or not math.isfinite(state["best_score"]):
+    if best:
         state.update(best_score=score, best_metrics=val, bad_epochs=0)
-        metadata.thresholds, metadata.metrics = epoch_metadata.thresholds, epoch_metadata.metrics
-        save_bundle(out / BEST_BUNDLE, net, metadata)
+        save_bundle(out / BEST_BUNDLE, net, epoch_metadata)
         if not math.isnan(accuracy):
             labels = np.array([p.has_panels for p in prepared_val], dtype=int)
             probabilities = np.array([tile for tile, _ in predictions])
             plot_precision_recall(labels, probabilities, threshold, out / PRECISION_RECALL_PLOT)
-    else:
-        state["bad_epochs"] += 1
 
 
 def epoch_bundle_name(epoch: int) -> str:
