@@ -45,6 +45,9 @@ class TrainConfig:
     # BatchNorms normalise with, and keep, their running statistics (fine-tuning: a new mix of sources then cannot
     # re-estimate the statistics every other source is normalised with)
     freeze_norm_statistics: bool = False
+    # the encoder and tile classifier keep the starting bundle's weights and BatchNorm statistics and only the
+    # decoder learns (a new, lighter decoder under a trusted encoder: no gradients through the encoder)
+    freeze_encoder: bool = False
     patience: int = 8
     device: str = "auto"
     precision: str = "auto"
@@ -72,6 +75,8 @@ class TrainConfig:
             raise ValueError(f"distill_weight must be >= 0, got {self.distill_weight}")
         if self.distill_weight > 0 and self.init_from is None:
             raise ValueError("distill_weight needs init_from: the starting model is the one distilled from")
+        if self.freeze_encoder and self.init_from is None:
+            raise ValueError("freeze_encoder needs init_from: a fresh encoder that cannot learn finds nothing")
         if any(not w > 0 for w in self.source_weights.values()):
             raise ValueError(f"source_weights must be positive, got {self.source_weights}")
         if self.scoring_tile_size is not None and (self.scoring_tile_size < 32 or self.scoring_tile_size % 32):

@@ -53,7 +53,7 @@ BAG_TOP_PIXELS = 16
 RANK_SEED_STRIDE = 7919  # other processes' random streams start this far apart from rank 0's
 # Options a resumed run must share with its start: they shape the saved model and optimiser state (the optimiser's
 # saved learning rate and weight decay would silently win over new ones).
-RESUME_KEYS = ("architecture", "model_kwargs", "init_from", "ema_decay", "lr", "weight_decay")
+RESUME_KEYS = ("architecture", "model_kwargs", "init_from", "ema_decay", "lr", "weight_decay", "freeze_encoder")
 
 
 @dataclass
@@ -91,6 +91,16 @@ def reshaped_model(base: Bundle, model_kwargs: dict[str, Any]) -> nn.Module:
     log.info("%s with %s: %d of %d tensors start from the bundle; fresh: %s", where, model_kwargs, len(fitting),
              len(own), ", ".join(fresh) or "none")
     return model
+
+
+def _frozen_modules(net: nn.Module) -> list[nn.Module]:
+    """The parts ``freeze_encoder`` keeps as they are: the encoder and the tile classifier."""
+    missing = [name for name in ("encoder", "classifier", "decoder") if not isinstance(getattr(net, name, None),
+                                                                                       nn.Module)]
+    if missing:
+        raise ValueError(f"freeze_encoder needs a model with an encoder, a classifier and a decoder; "
+                         f"{type(net).__name__} has no {', '.join(missing)}")
+    return [net.encoder, net.classifier]
 
 
 def reset_broken_norm_statistics(model: nn.Module) -> dict[str, int]:
@@ -269,6 +279,9 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
     if config.distill_weight > 0:  # the starting bundle's model, frozen, before training changes it
         teacher = runtime.prepare(teacher_model or copy.deepcopy(model)).eval().requires_grad_(False)
     net = runtime.prepare(model)
+    frozen = _frozen_modules(net) if config.freeze_encoder else []
+    for module in frozen:
+        module.requires_grad_(False)
 
     copy_paste = None
     if config.copy_paste_rate > 0:
@@ -287,7 +300,7 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
         total_steps = min(total_steps, config.max_steps)
     plan = {"total_steps": total_steps, "epochs": config.epochs, "steps_per_epoch": steps_per_epoch,
             "max_steps": config.max_steps}
-    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=max(total_steps, 2), pct_start=0.15
     )
@@ -341,6 +354,8 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
             for module in net.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
+        for module in frozen:
+            module.eval()
         sums: dict[str, float] = {
             "loss": 0.0, "tile_loss": 0.0, "pixel_loss": 0.0, "bag_loss": 0.0, "distill_loss": 0.0,
         }

@@ -254,3 +254,18 @@ def test_fine_tuning_can_narrow_the_decoder_under_the_bundles_encoder(catalog_di
     assert bundle.model.state_dict().keys() == narrow.state_dict().keys()
     with pytest.raises(ValueError, match="do not fit"):
         training.reshaped_model(base, {**base.metadata.model_kwargs, "no_such_option": 1})
+
+
+def test_freeze_encoder_trains_only_the_decoder(catalog_dir, tmp_path):
+    config = {**TINY, "catalog": catalog_dir, "epochs": 1, "steps_per_epoch": 2}
+    start = train(TrainConfig.from_dict({**config, "out": tmp_path / "start"}), progress=False)
+    base = load_bundle(start.best_bundle).model.state_dict()
+    tuned = train(TrainConfig.from_dict({**config, "out": tmp_path / "frozen", "init_from": start.best_bundle,
+                                         "freeze_encoder": True, "lr": 1e-2}), progress=False)
+    after = load_bundle(tuned.best_bundle).model.state_dict()
+    kept = [k for k in after if k.startswith(("encoder.", "classifier."))]
+    assert any(k.endswith("running_mean") for k in kept)  # BatchNorm statistics are kept too
+    assert all(torch.equal(after[k], base[k].to(after[k].dtype)) for k in kept)
+    assert any(not torch.equal(after[k], base[k].to(after[k].dtype)) for k in after if k.startswith("decoder."))
+    with pytest.raises(ValueError, match="freeze_encoder needs init_from"):
+        TrainConfig.from_dict({**config, "out": tmp_path / "fresh", "freeze_encoder": True})
