@@ -300,7 +300,8 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
         total_steps = min(total_steps, config.max_steps)
     plan = {"total_steps": total_steps, "epochs": config.epochs, "steps_per_epoch": steps_per_epoch,
             "max_steps": config.max_steps}
-    optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay)
+    learning = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(learning, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=max(total_steps, 2), pct_start=0.15
     )
