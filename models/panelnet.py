@@ -100,8 +100,11 @@ class PanelNet(nn.Module):
         logits = F.interpolate(logits, size=padded, mode="bilinear", align_corners=False)
         return logits[..., : size[0], : size[1]]
 
-    def forward(self, x: torch.Tensor, with_mask: bool = True) -> PanelOutput:
-        features = self.encode(x)
+    def forward(self, x: torch.Tensor, with_mask: bool = True,
+                features: list[torch.Tensor] | None = None) -> PanelOutput:
+        """Outputs for ``x``; ``features``, where given, are ``encode(x)`` computed already (one frozen encoder's
+        pass shared by two heads), and the encoder does not run again."""
+        features = self.encode(x) if features is None else features
         mask = self.segment(features, (x.shape[-2], x.shape[-1])) if with_mask else None
         return PanelOutput(self.classify(features), mask)
 

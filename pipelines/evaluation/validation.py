@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -24,7 +25,8 @@ PIXEL_THRESHOLD = 0.5
 @torch.inference_mode()
 def predict_prepared(model: PanelNet, prepared: list[PreparedItem], mean: list[float], std: list[float],
                      runtime: Runtime, tile_size: int | None = None, batch_pixels: int = 16 * 128 * 128,
-                     tta: bool = False) -> list[tuple[float, np.ndarray]]:
+                     tta: bool = False, tile_probabilities: Sequence[float] | None = None,
+                     ) -> list[tuple[float, np.ndarray]]:
     """(tile probability, pixel probability map) for every item, batching items of the same size
     (about ``batch_pixels`` pixels per batch, so large scenes go one at a time).
 
@@ -32,7 +34,9 @@ def predict_prepared(model: PanelNet, prepared: list[PreparedItem], mean: list[f
     flips and quarter turns, as ``solarscan score --tta`` makes it). An item larger than ``tile_size`` in either
     direction takes, as scoring decides a scene, the highest classifier probability over the windows of its
     scoring tiles (``scene_tiles``, ``tile_logits``): one pass over the whole image pools the classifier over far
-    more ground than it was trained to judge and dilutes a small panel below the threshold.
+    more ground than it was trained to judge and dilutes a small panel below the threshold. ``tile_probabilities``,
+    where given, are the items' tile probabilities known already (a classifier training keeps frozen gives the
+    same every epoch): those items larger than ``tile_size`` are not judged window by window again.
     """
     was_training = model.training
     model.eval()
@@ -49,7 +53,8 @@ def predict_prepared(model: PanelNet, prepared: list[PreparedItem], mean: list[f
             tile, pixel = _predict(model, images, runtime, tta)
             for j, i in enumerate(chunk):
                 if tiled:
-                    tile[j] = _max_tile_probability(model, images[j], tile_size, runtime, batch_pixels)
+                    tile[j] = _max_tile_probability(model, images[j], tile_size, runtime, batch_pixels) \
+                        if tile_probabilities is None else tile_probabilities[i]
                 results[i] = (float(tile[j]), pixel[j])
     model.train(was_training)
     return results  # type: ignore[return-value]

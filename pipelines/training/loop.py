@@ -103,6 +103,12 @@ def _frozen_modules(net: nn.Module) -> list[nn.Module]:
     return [net.encoder, net.classifier]
 
 
+def _same_tensors(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two modules hold equal weights and buffers under the same names."""
+    ours, theirs = a.state_dict(), b.state_dict()
+    return ours.keys() == theirs.keys() and all(torch.equal(v, theirs[k]) for k, v in ours.items())
+
+
 def reset_broken_norm_statistics(model: nn.Module) -> dict[str, int]:
     """Restart the BatchNorm channels whose running mean or variance is not finite (mean 0, variance 1), so
     fine-tuning re-estimates them: the running average of an infinite variance stays infinite, and evaluation
@@ -340,6 +346,9 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
             torch.manual_seed(rank_seed + state["step"])
             mix_generator.manual_seed(rank_seed + 1 + state["step"])
         log.info("resumed from %s at epoch %d, step %d", checkpoint_path, state["epoch"], state["step"])
+    # a frozen encoder that is the teacher's too (the same weights and statistics) runs once for both
+    share_encoder = bool(frozen) and teacher is not None and _same_tensors(net.encoder, teacher.encoder)
+    frozen_tiles: list[float] | None = None
     model = distributed.wrap(net, runtime)
 
     while state["epoch"] < config.epochs and state["step"] < total_steps and state["bad_epochs"] < config.patience:
@@ -369,9 +378,13 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
             batch = {k: v.to(runtime.device) for k, v in batch.items()}
             with runtime.autocast():
                 image = runtime.to_input(batch["image"])
-                output = model(image)
+                shared = None
+                if share_encoder:
+                    with torch.no_grad():
+                        shared = net.encode(image)
+                output = model(image, features=shared)
                 with torch.no_grad():
-                    teacher_logits = None if teacher is None else teacher(image).mask_logit
+                    teacher_logits = None if teacher is None else teacher(image, features=shared).mask_logit
             loss, parts = detection_loss(output, batch, config.pixel_loss_weight, config.bag_loss_weight,
                                          teacher_logits, config.distill_weight)
             optimizer.zero_grad(set_to_none=True)
@@ -395,8 +408,10 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
         losses = distributed.mean({k: v / max(seen, 1) for k, v in sums.items()})
         if distributed.is_main:
             row = {"epoch": state["epoch"], "step": state["step"], "lr": scheduler.get_last_lr()[0], **losses}
-            _end_epoch(net if ema is None else ema.module, row, state, metadata, prepared_val, runtime, out,
-                       config.keep_epochs)
+            tiles = _end_epoch(net if ema is None else ema.module, row, state, metadata, prepared_val, runtime, out,
+                               config.keep_epochs, frozen_tiles)
+            if frozen:  # the frozen classifier judges every validation item the same in every epoch
+                frozen_tiles = tiles
             _save_checkpoint(checkpoint_path, {
                 "model": net.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(), "plan": plan, "rng": torch.get_rng_state(),
@@ -410,12 +425,16 @@ def _train(config: TrainConfig, runtime: Runtime, distributed: Distributed, prog
 
 
 def _end_epoch(net: nn.Module, row: dict[str, Any], state: dict[str, Any], metadata: BundleMetadata,
-               prepared_val: list[PreparedItem], runtime: Runtime, out: Path, keep_epoch: bool = False) -> None:
+               prepared_val: list[PreparedItem], runtime: Runtime, out: Path, keep_epoch: bool = False,
+               tile_probabilities: list[float] | None = None) -> list[float]:
     """Validate, log the epoch to ``metrics.csv`` and the curves plot, and keep the best model as the bundle,
     with the tile threshold of best validation accuracy (``calibrate_predictions``) and its precision-recall
-    plot; with ``keep_epoch``, this epoch's model too (``epoch_bundle_name``)."""
+    plot; with ``keep_epoch``, this epoch's model too (``epoch_bundle_name``). ``tile_probabilities``: the
+    validation items' as a frozen classifier gave them before (``predict_prepared``). Returns this epoch's."""
     mean, std = metadata.norm_mean, metadata.norm_std
-    predictions = predict_prepared(net, prepared_val, mean, std, runtime, metadata.tile_size) if prepared_val else []
+    predictions = predict_prepared(net, prepared_val, mean, std, runtime, metadata.tile_size,
+                                   tile_probabilities=tile_probabilities) if prepared_val else []
+    tiles = [tile for tile, _ in predictions]
     val = score_predictions(prepared_val, predictions) if prepared_val else {}
     score = selection_score(val)
     row = {**row, **val, "score": score}
@@ -431,7 +450,7 @@ def _end_epoch(net: nn.Module, row: dict[str, Any], state: dict[str, Any], metad
     if not best:
         state["bad_epochs"] += 1
     if not (best or keep_epoch):
-        return
+        return tiles
     chosen = calibrate_predictions(prepared_val, predictions)
     threshold, accuracy = chosen["thresholds"]["tile"], chosen["scores"]["tile_accuracy"]
     epoch_metadata = dataclasses.replace(
@@ -445,8 +464,8 @@ def _end_epoch(net: nn.Module, row: dict[str, Any], state: dict[str, Any], metad
         save_bundle(out / BEST_BUNDLE, net, epoch_metadata)
         if not math.isnan(accuracy):
             labels = np.array([p.has_panels for p in prepared_val], dtype=int)
-            probabilities = np.array([tile for tile, _ in predictions])
-            plot_precision_recall(labels, probabilities, threshold, out / PRECISION_RECALL_PLOT)
+            plot_precision_recall(labels, np.array(tiles), threshold, out / PRECISION_RECALL_PLOT)
+    return tiles
 
 
 def epoch_bundle_name(epoch: int) -> str:

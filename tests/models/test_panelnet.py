@@ -36,6 +36,9 @@ def test_encode_classify_segment_equal_forward(detector):
         out = detector(x)
         torch.testing.assert_close(detector.classify(features), out.tile_logit)
         torch.testing.assert_close(detector.segment(features, (96, 96)), out.mask_logit)
+        given = detector(x, features=features)  # features computed already: the encoder does not run again
+        torch.testing.assert_close(given.tile_logit, out.tile_logit)
+        torch.testing.assert_close(given.mask_logit, out.mask_logit)
 
 
 def test_detector_trains_on_four_bands():

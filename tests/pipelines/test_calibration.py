@@ -132,6 +132,11 @@ def test_validation_takes_the_highest_tile_of_an_item_larger_than_a_scoring_tile
     assert whole[0][0] == pytest.approx(torch.sigmoid(torch.tensor(64 / 96**2 * 40 - 2)).item(), rel=1e-4)
     assert tiled[0][0] == pytest.approx(torch.sigmoid(torch.tensor(64 / 32**2 * 40 - 2)).item(), rel=1e-4)
     np.testing.assert_array_equal(tiled[0][1], whole[0][1])  # the pixel map still comes from the whole item
+    # a frozen classifier's probabilities, known from an earlier epoch, are taken as they are
+    known = predict_prepared(_BrightTileNet(), prepared, [0.0] * 3, [1.0] * 3, runtime, tile_size=32,
+                             tile_probabilities=[0.25])
+    assert known[0][0] == 0.25
+    np.testing.assert_array_equal(known[0][1], whole[0][1])
 
 
 def _tiny_bundle(path: Path, thresholds: dict[str, float]) -> Path:

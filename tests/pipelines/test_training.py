@@ -269,3 +269,24 @@ def test_freeze_encoder_trains_only_the_decoder(catalog_dir, tmp_path):
     assert any(not torch.equal(after[k], base[k].to(after[k].dtype)) for k in after if k.startswith("decoder."))
     with pytest.raises(ValueError, match="freeze_encoder needs init_from"):
         TrainConfig.from_dict({**config, "out": tmp_path / "fresh", "freeze_encoder": True})
+
+
+def test_frozen_encoder_runs_once_per_step_for_student_and_teacher(catalog_dir, tmp_path, monkeypatch):
+    config = {**TINY, "catalog": catalog_dir, "epochs": 1, "steps_per_epoch": 3}
+    start = train(TrainConfig.from_dict({**config, "out": tmp_path / "start"}), progress=False)
+    calls = []
+    encode = models.PanelNet.encode
+    monkeypatch.setattr(models.PanelNet, "encode", lambda self, x: calls.append(self.training) or encode(self, x))
+
+    def encoder_passes(**options) -> tuple[int, int]:
+        """(training passes, all passes: validation's too) of a frozen-encoder run with ``options``."""
+        calls.clear()
+        train(TrainConfig.from_dict({**config, "out": tmp_path / str(len(list(tmp_path.iterdir()))),
+                                     "init_from": start.best_bundle, "freeze_encoder": True, **options}),
+              progress=False)
+        return calls.count(True), len(calls)
+
+    alone = encoder_passes()
+    assert alone[0] == 3
+    # distilled, the teacher's decoder takes the student's frozen features: no second encoder pass
+    assert encoder_passes(distill_weight=1.0) == alone
