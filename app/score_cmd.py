@@ -68,6 +68,12 @@ def score(
         typer.Option(min=0.0, max=1.0, help="Drop polygons whose mean panel probability is lower; default: the "
                                             "model's (chosen on scenes by `solarscan calibrate --scenes`), else 0."),
     ] = None,
+    min_presence: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Drop polygons for which the tile classifier, judging a window centred on "
+                                            "each, gives a lower panel probability; 0: do not judge; default: the "
+                                            "model's (chosen by `solarscan calibrate --scenes`), else 0."),
+    ] = None,
     regularise: Annotated[
         bool,
         typer.Option(
@@ -113,6 +119,7 @@ def score(
             tta=tta,
             min_area_m2=min_area,
             min_confidence=min_confidence,
+            min_presence=min_presence,
             regularise=regularise,
             resume=resume,
             executor=executor,

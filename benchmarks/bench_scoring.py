@@ -168,6 +168,14 @@ class PlainPredictor:
         self.tile_probabilities.append(tile)
         return TileScores(tile, maps, np.ones(len(batch), bool))
 
+    def presence(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        from pipelines.timing import stage
+
+        with stage("model"), torch.inference_mode():
+            return torch.sigmoid(self.model.classify(self.model.encode(torch.from_numpy(batch)))).numpy()
+
 
 class StandInPredictor:
     """No network: 'panel' wherever the blue band is darkest, for measuring everything around the model."""

@@ -39,6 +39,7 @@ DEFAULT_BUNDLE_NAME = "solarscan-res2netplus50.safetensors"
 GATE_FRACTION = 0.5
 GATE_THRESHOLD = "gate"  # the bundle's threshold for running the decoder on a tile, chosen on scenes
 CONFIDENCE_THRESHOLD = "confidence"  # the bundle's least mean probability of a kept polygon, chosen on scenes
+PRESENCE_THRESHOLD = "presence"  # the bundle's least classifier probability of a window centred on a kept polygon
 TTA_PIXEL_THRESHOLD = "pixel_tta"  # the bundle's pixel threshold chosen for scoring with test-time augmentation
 
 
@@ -59,6 +60,11 @@ class Predictor(Protocol):
 
     def predict(self, batch: np.ndarray) -> TileScores:
         """Scores of a normalised (N, C, H, W) float32 batch."""
+        ...
+
+    def presence(self, batch: np.ndarray) -> np.ndarray:
+        """The panel probability (N,) of each tile of a normalised batch judged whole, as the classifier judges a
+        chip; asked only of predictors whose metadata holds a presence threshold (``PRESENCE_THRESHOLD``)."""
         ...
 
 
@@ -158,6 +164,11 @@ class ModelPredictor:
                     cells = (presence[chosen] >= self.gate_threshold).repeat_interleave(SIZE_STEP, 1)
                     maps[chosen] *= cells.repeat_interleave(SIZE_STEP, 2)[:, :h, :w]
         return TileScores(tile.cpu().numpy(), maps.cpu().numpy(), chosen.cpu().numpy())
+
+    def presence(self, batch: np.ndarray) -> np.ndarray:
+        with stage("model"), torch.inference_mode(), self.runtime.autocast():
+            x = self.runtime.to_input(torch.from_numpy(batch)).to(self.dtype)
+            return torch.sigmoid(self.model.classify(self.model.encode(x)).float()).cpu().numpy()
 
     def encoder_for(self, x: torch.Tensor) -> tuple[Callable[[torch.Tensor], list[torch.Tensor]], int]:
         """The encoder for a batch ``x`` prepared for the model, and the most tiles it takes at once: the compiled

@@ -36,7 +36,8 @@ class ModelGrid:
 
 @dataclass(frozen=True)
 class Tile:
-    """A square window of the model grid; parts beyond the grid are padding, masked out."""
+    """A square window of the model grid, which may start before it (at negative offsets) or reach past it; parts
+    beyond the grid are padding, masked out."""
 
     row: int
     col: int
@@ -44,9 +45,8 @@ class Tile:
 
     def window(self, grid: ModelGrid) -> Window:
         """The part of the tile inside the grid."""
-        return Window(
-            self.col, self.row, min(self.size, grid.width - self.col), min(self.size, grid.height - self.row)
-        )
+        row, col = max(0, self.row), max(0, self.col)
+        return Window(col, row, min(self.col + self.size, grid.width) - col, min(self.row + self.size, grid.height) - row)
 
 
 def model_grid(scene: Scene, gsd_m: float) -> ModelGrid:

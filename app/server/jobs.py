@@ -206,6 +206,9 @@ class _ProgressPredictor:
         self._report(len(batch))
         return scores
 
+    def presence(self, batch: np.ndarray) -> np.ndarray:
+        return self._predictor.presence(batch)
+
 
 class JobRunner:
     """Worker threads, each with its own predictor (made once by ``predictor_factory``), scoring queued jobs."""

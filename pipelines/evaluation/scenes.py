@@ -3,8 +3,8 @@
 The scenes of a catalog split are (1) seeded mosaics of its presence-labelled tiles (``pipelines.mosaics``) at 2 %
 and 10 % panel cells, plus panel-free ones, and (2) its images with drawn labels as they are (the NREL scenes), plus
 its panel-free images of those sources. Each is scored to a probability mask and judged at the pixel threshold:
-panels are the 4-connected components of at least ``min_area_m2`` and the least mean probability (the polygons
-scoring keeps).
+panels are the 4-connected components of at least ``min_area_m2``, the least mean probability and the least
+centred-window presence (the polygons scoring keeps; ``verified_masks``).
 
 - mosaics: a cell is found when at least ``min_area_m2`` of panel lies in it; ``cell_recall`` over cells with
   panels, ``cell_precision`` over cells found; ``false_panels_per_km2``: panels centred in panel-free cells per
@@ -34,11 +34,13 @@ from data_catalog.labels import load_mask
 from data_catalog.rasters import open_raster
 from pipelines.metrics import PixelCounter
 from pipelines.mosaics import MOSAIC_CELLS, Mosaic, build_mosaics, mosaic_items
-from pipelines.predictors import CONFIDENCE_THRESHOLD, Predictor
+from pipelines.predictors import CONFIDENCE_THRESHOLD, PRESENCE_THRESHOLD, Predictor
 from pipelines.prepared import VISIBLE_PLANT_MAX_YEAR, has_reliable_label
+from pipelines.scenes import open_scene
 from pipelines.scoring.job import score
 from pipelines.scoring.options import ScoreOptions
 from pipelines.scoring.vectorising import FOUR_CONNECTED, panel_pixels
+from pipelines.scoring.verification import centred_presence, least_presence
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +134,36 @@ def component_centres(labels: np.ndarray, count: int) -> np.ndarray:
     row_sums = np.bincount(flat, weights=np.repeat(np.arange(rows, dtype=np.float64), cols), minlength=count + 1)[1:]
     col_sums = np.bincount(flat, weights=np.tile(np.arange(cols, dtype=np.float64), rows), minlength=count + 1)[1:]
     return np.column_stack([row_sums, col_sums]) / sizes[:, None]
+
+
+def panel_presence(cases: Sequence[SceneCase], masks: Sequence[np.ndarray], predictor: Predictor, threshold: float,
+                   min_area_m2: float, batch_size: int = 8) -> list[np.ndarray]:
+    """Per case, the centred-window presence (``centred_presence``) of each of its ``panel_components`` of at least
+    ``min_area_m2`` at ``threshold``, judged at the component's centre and extent as scoring judges its polygon."""
+    presence = []
+    for case, mask in zip(cases, masks):
+        labels, count = panel_components(mask, threshold, min_area_m2 / case.gsd_m**2)
+        scene = open_scene(case.path, predictor.metadata.bands, case.gsd_m)
+        # a pixel's centre lies half a pixel into it: (column, row) + 0.5 in the (x, y) of pixel polygons
+        points = component_centres(labels, count)[:, ::-1] + 0.5
+        boxes = ndimage.find_objects(labels)
+        extents = np.array([(b[1].stop - b[1].start, b[0].stop - b[0].start) for b in boxes]).reshape(-1, 2)
+        presence.append(centred_presence(scene, points, extents, predictor, batch_size))
+    return presence
+
+
+def verified_masks(cases: Sequence[SceneCase], masks: Sequence[np.ndarray], presence: Sequence[np.ndarray],
+                   threshold: float, min_area_m2: float, min_presence: float) -> list[np.ndarray]:
+    """The ``masks`` with every component whose ``panel_presence`` is under ``min_presence`` cleared, as scoring
+    drops its polygon; the other components (and those not judged) are unchanged."""
+    if min_presence <= 0:
+        return list(masks)
+    kept = []
+    for case, mask, judged in zip(cases, masks, presence):
+        labels, _ = panel_components(mask, threshold, min_area_m2 / case.gsd_m**2)
+        dropped = np.concatenate([[False], judged < min_presence])
+        kept.append(np.where(dropped[labels], np.uint8(0), mask))
+    return kept
 
 
 class MosaicCounter:
@@ -258,13 +290,18 @@ def evaluate_scenes(catalog_dir: Path, predictor: Predictor, split: str = "test"
     threshold = thresholds["pixel"] if options.threshold is None else options.threshold
     confidence = thresholds.get(CONFIDENCE_THRESHOLD, 0.0) if options.min_confidence is None \
         else options.min_confidence
+    min_presence = least_presence(predictor, options.min_presence)
     with tempfile.TemporaryDirectory(prefix="solarscan-scenes-") as work:
         cases = split_cases(catalog_dir, split, Path(work))
         start = time.perf_counter()
-        masks = score_cases(cases, predictor, Path(work), options)
+        # verified here, on the masks, rather than twice
+        masks = score_cases(cases, predictor, Path(work), replace(options, min_presence=0.0))
+        if min_presence > 0:
+            presence = panel_presence(cases, masks, predictor, threshold, options.min_area_m2, options.batch_size)
+            masks = verified_masks(cases, masks, presence, threshold, options.min_area_m2, min_presence)
         seconds = time.perf_counter() - start
     metrics = judge_cases(cases, masks, threshold, options.min_area_m2, confidence)
     return {"model": predictor.name, "split": split, "items": len(cases),
             "data_version": Catalog.open(catalog_dir).version,
-            "thresholds": {"pixel": threshold, CONFIDENCE_THRESHOLD: confidence},
+            "thresholds": {"pixel": threshold, CONFIDENCE_THRESHOLD: confidence, PRESENCE_THRESHOLD: min_presence},
             "metrics": metrics, "objective": scene_objective(metrics), "seconds": seconds}

@@ -13,8 +13,8 @@ from pipelines.scoring.vectorising import PixelPolygons
 
 # Column order of every PanelSet and of the exported layers (panel_id is numbered at export).
 COLUMNS = [
-    "panel_id", "source", "confidence", "area_m2", "capacity_kwp", "length_m", "width_m", "orientation_deg",
-    "centroid_lon", "centroid_lat", "model",
+    "panel_id", "source", "confidence", "presence", "area_m2", "capacity_kwp", "length_m", "width_m",
+    "orientation_deg", "centroid_lon", "centroid_lat", "model",
 ]
 # Rated (STC) power per m2 of module seen from above: a crystalline silicon module of about 20 % efficiency (400 W on
 # 2 m2). Older modules rate less (15 %: 0.15 kWp/m2) and a tilted module's area exceeds its footprint (by 15 % at
@@ -22,8 +22,11 @@ COLUMNS = [
 MODULE_KWP_PER_M2 = 0.2
 
 
-def panel_set(polys: PixelPolygons, scene: Scene, model: str) -> gpd.GeoDataFrame:
+def panel_set(polys: PixelPolygons, scene: Scene, model: str, presence: np.ndarray) -> gpd.GeoDataFrame:
     """Panels of one scene in its CRS (pixel coordinates without one), with attributes.
+
+    ``confidence`` is a panel's mean pixel probability; ``presence`` the classifier's probability of a window
+    centred on it (``verification``; NaN where not judged).
 
     Areas, centroids and the sides of each panel's minimum rotated rectangle (``length_m`` >= ``width_m``) are
     computed in the UTM zone of the panels: projected CRSs such as Web Mercator do not preserve area.
@@ -38,6 +41,7 @@ def panel_set(polys: PixelPolygons, scene: Scene, model: str) -> gpd.GeoDataFram
         {
             "source": pd.Series([str(scene.path)] * len(polys), dtype=object),
             "confidence": polys.probability_sum / np.maximum(polys.pixels, 1),
+            "presence": presence,
             "model": pd.Series([model] * len(polys), dtype=object),
         },
         geometry=gpd.GeoSeries(geometry, crs=scene.crs),

@@ -42,6 +42,7 @@ _RESULT_OPTIONS = (
     "overlap",
     "min_area_m2",
     "min_confidence",
+    "min_presence",
     "simplify_px",
     "regularise",
     "masks_dir",

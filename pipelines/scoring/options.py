@@ -38,6 +38,8 @@ class ScoreOptions:
     overlap: float = DEFAULT_OVERLAP  # tile overlap as a fraction of the classifier window (``tiling``)
     min_area_m2: float = 1.0  # smaller polygons are speckle
     min_confidence: float | None = None  # polygons of lower mean probability are dropped; None: the bundle's (or 0)
+    min_presence: float | None = None  # polygons whose centred window the classifier rates lower are dropped;
+    # None: the bundle's (or 0: not judged)
     simplify_px: float = 0.5  # simplification tolerance in source pixels (0: none)
     regularise: bool = False  # square up polygons that fit their minimum rotated rectangle
     resume: bool = True  # skip scenes already finished for this output
@@ -58,6 +60,12 @@ class ScoreOptions:
                     "min_confidence",
                     self.min_confidence,
                     self.min_confidence is None or 0 <= self.min_confidence <= 1,
+                    "in [0, 1]",
+                ),
+                (
+                    "min_presence",
+                    self.min_presence,
+                    self.min_presence is None or 0 <= self.min_presence <= 1,
                     "in [0, 1]",
                 ),
                 ("simplify_px", self.simplify_px, self.simplify_px >= 0, ">= 0"),

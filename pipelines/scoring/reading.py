@@ -115,17 +115,19 @@ class SceneReader:
         return pixels, valid
 
     def read_tile(self, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
-        """Normalised pixels (C, T, T) and validity (T, T) of a tile; padding and invalid pixels are zero."""
+        """Normalised pixels (C, T, T) and validity (T, T) of a tile; padding and invalid pixels are zero (the
+        normalised mean colour, as chips smaller than the model's tile were padded in training)."""
         window = tile.window(self.grid)
         h, w = int(window.height), int(window.width)
         raw, valid = self._read(self.grid.source_window(window), (h, w), Resampling.bilinear)
+        top, left = int(window.row_off) - tile.row, int(window.col_off) - tile.col
         with stage("normalise"):
             pixels = np.zeros((raw.shape[0], tile.size, tile.size), np.float32)
             mask = np.zeros((tile.size, tile.size), bool)
-            pixels[:, :h, :w] = np.where(
+            pixels[:, top:top + h, left:left + w] = np.where(
                 valid, normalise(to_unit_range(raw, self.scene.full_scale), self._mean, self._std), 0.0
             )
-            mask[:h, :w] = valid
+            mask[top:top + h, left:left + w] = valid
         if self._tracks_range and valid.any():
             brightest = int(raw[:, valid].max())
             with self._lock:

@@ -32,7 +32,8 @@ from pipelines.scoring.heap import release_free_memory
 from pipelines.scoring.options import ScoreOptions
 from pipelines.scoring.probability import MaskWriter, ModelGridProbability
 from pipelines.scoring.reading import SceneReader, gdal_cache_env, iter_batches
-from pipelines.scoring.vectorising import PixelPolygons, StripVectoriser, clean, join_across_seams
+from pipelines.scoring.vectorising import PixelPolygons, StripVectoriser, join_across_seams, outline, select
+from pipelines.scoring.verification import least_presence, verify
 from pipelines.tiling import Tile, batch_tiles, model_grid, scene_tiles
 
 log = logging.getLogger(__name__)
@@ -270,12 +271,14 @@ def join_units(results: Sequence[UnitResult], predictor: Predictor, options: Sco
     pixel_area = scene.gsd_m[0] * scene.gsd_m[1]
     min_confidence = predictor.metadata.thresholds.get(CONFIDENCE_THRESHOLD, 0.0) if options.min_confidence is None \
         else options.min_confidence
-    polygons = clean(polygons, options.min_area_m2 / pixel_area, options.simplify_px, options.regularise,
-                     min_confidence)
+    polygons = select(polygons, options.min_area_m2 / pixel_area, min_confidence)
+    polygons, presence = verify(polygons, scene, predictor, least_presence(predictor, options.min_presence),
+                                options.batch_size)
+    polygons = outline(polygons, options.simplify_px, options.regularise)
     tile_probability = max(r.tile_probability for r in results)
     return SceneResult(
         scene=scene,
-        panels=panel_set(polygons, scene, predictor.name),
+        panels=panel_set(polygons, scene, predictor.name, presence),
         tile_probability=tile_probability,
         has_panels=tile_probability >= predictor.metadata.thresholds["tile"],
         tiles=unit.scene_tiles,

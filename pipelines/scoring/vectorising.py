@@ -113,16 +113,16 @@ def join_across_seams(polys: PixelPolygons, seams: np.ndarray) -> PixelPolygons:
     )
 
 
-@timed("vectorise")
-def clean(polys: PixelPolygons, min_pixels: float, simplify_px: float, regularise: bool,
-          min_confidence: float = 0.0) -> PixelPolygons:
-    """Drop speckles under ``min_pixels`` and polygons whose mean probability is under ``min_confidence``, simplify
-    (topology-preserving) and optionally square up rectangles.
-
-    Regularising replaces a polygon by its minimum rotated rectangle when it fills at least 85 % of it.
-    """
+def select(polys: PixelPolygons, min_pixels: float, min_confidence: float = 0.0) -> PixelPolygons:
+    """The polygons of at least ``min_pixels`` pixels and a mean probability of at least ``min_confidence``."""
     confidence = polys.probability_sum / np.maximum(polys.pixels, 1)
-    polys = polys.take((polys.pixels >= min_pixels) & (confidence >= min_confidence))
+    return polys.take((polys.pixels >= min_pixels) & (confidence >= min_confidence))
+
+
+@timed("vectorise")
+def outline(polys: PixelPolygons, simplify_px: float, regularise: bool) -> PixelPolygons:
+    """The polygons simplified (topology-preserving) and optionally squared up: regularising replaces a polygon by
+    its minimum rotated rectangle when it fills at least 85 % of it."""
     geometry = (
         shapely.simplify(polys.geometry, simplify_px, preserve_topology=True)
         if simplify_px > 0

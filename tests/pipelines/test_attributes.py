@@ -37,7 +37,7 @@ def _panels(scene: Scene, map_polygons: list[Polygon]):
     to_pixels = ~scene.transform
     pixel = [shapely.transform(p, lambda xy: np.column_stack(to_pixels @ (xy[:, 0], xy[:, 1]))) for p in map_polygons]
     polys = PixelPolygons(np.array(pixel, dtype=object), np.full(len(pixel), 100), np.full(len(pixel), 90.0))
-    return panel_set(polys, scene, "test")
+    return panel_set(polys, scene, "test", np.full(len(pixel), np.nan))
 
 
 def test_sides_and_bearing_on_the_central_meridian():

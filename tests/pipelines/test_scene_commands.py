@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from app.cli import cli
 from models import BundleMetadata, build_model, load_bundle, read_metadata, save_bundle
 from pipelines.evaluation import scenes as scene_evaluation
-from pipelines.evaluation.scene_calibration import GATE_CANDIDATES
+from pipelines.evaluation.scene_calibration import GATE_CANDIDATES, PRESENCE_CANDIDATES
 
 CPU = ["--device", "cpu", "--precision", "fp32"]
 
@@ -61,6 +61,10 @@ def test_calibrate_scenes_writes_pixel_and_gate_thresholds(catalog, tmp_path):
     assert record["split"] == "val" and record["scenes"] > 0
     assert calibrated.thresholds["pixel"] == record["thresholds"]["pixel"]
     assert calibrated.thresholds["gate"] in (0.0, *GATE_CANDIDATES)
+    by_presence = record["scores"]["objective_by_presence"]
+    assert list(by_presence) == [f"{p:.2f}" for p in PRESENCE_CANDIDATES]
+    chosen = calibrated.thresholds["presence"]
+    assert by_presence[f"{chosen:.2f}"] == max(by_presence.values())  # the best least presence (NaN-free here)
     assert calibrated.thresholds["tile"] == 0.5  # the tile threshold is left to chip calibration
     after = load_bundle(out).model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)

@@ -84,8 +84,8 @@ def test_panels_land_on_their_ground_coordinates(tmp_path, crs, origin, gsd, dty
     found = gpd.read_file(tmp_path / "panels.geojson")
     _match(found, spec)
     assert list(found.columns) == [
-        "panel_id", "source", "confidence", "area_m2", "capacity_kwp", "length_m", "width_m", "orientation_deg",
-        "centroid_lon", "centroid_lat", "model", "geometry",
+        "panel_id", "source", "confidence", "presence", "area_m2", "capacity_kwp", "length_m", "width_m",
+        "orientation_deg", "centroid_lon", "centroid_lat", "model", "geometry",
     ]
     # Both panels run east-west on the ground: 24 x 12 and 36 x 12 pixels of 0.5 m (north is up in every CRS here).
     found = found.sort_values("area_m2")
