@@ -135,7 +135,9 @@ function attributes(properties) {
   for (const [name, value] of Object.entries(properties)) {
     const row = table.insertRow();
     row.insertCell().textContent = name;
-    row.insertCell().textContent = typeof value === "number" ? String(+value.toFixed(6)) : String(value);
+    // an attribute with no value (e.g. the presence of a panel too large to be judged) is shown empty
+    const text = value === null ? "" : typeof value === "number" ? String(+value.toFixed(6)) : String(value);
+    row.insertCell().textContent = text;
   }
   return table;
 }
