@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from fixtures.scenes import DarkBluePredictor, write_scene
+from fixtures.scenes import CentreJudgePredictor, DarkBluePredictor, write_scene
 from PIL import Image
 from pyproj import Transformer
 from server_fixtures import make_client, upload, wait_for
@@ -365,6 +365,19 @@ def test_running_job_resumes_after_a_crash_without_rescoring(data_dir, roof, tmp
     assert job["state"] == "done"
     assert job["summary"]["resumed"] == 1 and job["summary"]["scored"] == 1 and job["summary"]["panels"] == 2
     assert survivor.batches == 1  # only the second scene was scored again
+
+
+def test_jobs_drop_the_panels_the_centred_window_check_rejects(data_dir, tmp_path):
+    """A server job checks candidates as the CLI does: a ring whose centre is ground is dropped, a solid panel kept
+    with its presence."""
+    rings = write_scene(tmp_path / "rings.tif", width=80, height=40,
+                        panels=[(10, 10, 20, 22), (10, 40, 15, 60), (25, 40, 30, 60), (15, 40, 25, 45), (15, 55, 25, 60)])
+    judge = CentreJudgePredictor()
+    with make_client(data_dir, lambda: judge) as client:
+        job = wait_for(client, upload(client, ("rings.tif", rings.path.read_bytes())).json()["id"])
+        assert job["state"] == "done" and job["summary"]["panels"] == 1 and sum(judge.judged) == 2
+        panels = gpd.read_file(io.BytesIO(client.get(job["links"]["panels.geojson"]).content))
+    assert panels["presence"].tolist() == [1.0] and panels["area_m2"].iloc[0] == pytest.approx(30.0)
 
 
 def test_running_job_cannot_be_deleted(data_dir, roof):

@@ -7,7 +7,8 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
-from fixtures.scenes import MEAN, STD, DarkBluePredictor, write_scene
+from fixtures.scenes import MEAN, STD, write_scene
+from fixtures.scenes import CentreJudgePredictor as CentreJudge
 from rasterio.windows import Window
 
 from pipelines.errors import ScoringConfigError
@@ -25,24 +26,6 @@ SOLID = (10, 10, 20, 22)  # 10 x 12 px: its centre is panel
 RING = [(40, 60, 45, 80), (55, 60, 60, 80), (45, 60, 55, 65), (45, 75, 55, 80)]
 # a 42 px square ring: wider than the stand-in's 32 px window, so no window centred on it holds it
 WIDE_RING = [(20, 90, 25, 132), (57, 90, 62, 132), (25, 90, 57, 95), (25, 127, 57, 132)]
-
-
-class CentreJudge(DarkBluePredictor):
-    """The dark-blue stand-in with a presence threshold, judging a window by the dark-blue share of its central
-    4 x 4 pixels: 1 for a window centred on a panel, 0 for one centred on ground."""
-
-    def __init__(self, presence: float | None = 0.5) -> None:
-        super().__init__(gsd_m=GSD)
-        if presence is not None:
-            self.metadata.thresholds = {**self.metadata.thresholds, "presence": presence}
-        self.judged: list[int] = []
-
-    def presence(self, batch: np.ndarray) -> np.ndarray:
-        self.judged.append(len(batch))
-        unit = batch * np.reshape(STD, (1, 3, 1, 1)) + np.reshape(MEAN, (1, 3, 1, 1))
-        h = batch.shape[-1] // 2
-        r, g, b = (unit[:, k, h - 2:h + 2, h - 2:h + 2] for k in range(3))
-        return ((b > r + 0.2) & (b > g + 0.15)).mean(axis=(1, 2))
 
 
 def _scene(tmp_path):
